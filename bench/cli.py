@@ -1,0 +1,73 @@
+"""The ``forcebench`` command.
+
+    forcebench run [-m] [hydra overrides...]   generate and record runs (Hydra)
+    forcebench table [RUNS_DIR]                method x duration table of finished runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.errors import ConfigError
+
+MULTIRUN_FLAGS = {"-m", "--multirun"}
+
+
+def cmd_run(argv: list[str]) -> int:
+    from bench.preflight import check_command_line
+
+    if any(a in ("-h", "--help", "--cfg", "-c", "--info", "-i") or a.startswith("--cfg") for a in argv):
+        return _hydra(argv)
+    multirun = any(a in MULTIRUN_FLAGS for a in argv)
+    overrides = [a for a in argv if a not in MULTIRUN_FLAGS]
+    flags = [a for a in overrides if a.startswith("-")]
+    if flags:
+        raise ConfigError(f"run: unsupported flag {flags[0]!r}; allowed: -m/--multirun and key=value overrides")
+    check_command_line(overrides, multirun)
+    return _hydra(argv)
+
+
+def _hydra(argv: list[str]) -> int:
+    from bench.run import hydra_entry
+
+    sys.argv = ["forcebench run", *argv]
+    hydra_entry()
+    return 0
+
+
+def cmd_table(argv: list[str]) -> int:
+    from bench.table import format_table, load_runs, method_duration_table
+
+    parser = argparse.ArgumentParser(prog="forcebench table")
+    parser.add_argument("runs", nargs="?", default="runs", help="directory holding run directories")
+    args = parser.parse_args(argv)
+    df = load_runs(Path(args.runs))
+    if df.empty:
+        raise ConfigError(f"runs={args.runs!r}: no finished run directories found there")
+    print(format_table(method_duration_table(df)))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "table": cmd_table}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        known = ", ".join(COMMANDS)
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"forcebench: unknown command {argv[0]!r}; allowed: {known}", file=sys.stderr)
+            return 2
+        print(__doc__)
+        return 0
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except ConfigError as err:
+        print(f"forcebench: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

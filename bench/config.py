@@ -1,0 +1,185 @@
+"""Run configuration: dataclass schemas in Hydra's ConfigStore, composition and validation.
+
+conf/config.yaml composes the groups model/, method/, prompts/, logger/ and sweep/. Each
+model and method option starts from the schema of its registered dataclass
+(``/schema/model/<name>`` or ``/schema/method/<name>``), so unknown keys and wrong types
+are rejected by OmegaConf, and each dataclass's ``__post_init__`` checks values when the
+composed config is turned into objects (``to_run_config``). ``validate`` adds the checks
+that need the backbone's geometry. Every failure is a one-line ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+import bench.models  # noqa: F401  (registers backbones)
+import methods  # noqa: F401  (registers methods)
+from bench.errors import ConfigError, require
+from bench.models.base import MODELS, Geometry, ModelConfig
+from methods.base import METHODS, MethodConfig
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+SAMPLERS = ("euler", "renoise")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+LOGGERS = ("none",)
+
+
+@dataclass
+class ScheduleItem:
+    at: float = 0.0  # seconds from the start at which this prompt becomes active
+    text: str = MISSING
+
+
+@dataclass
+class PromptEntry:
+    """One video: a single prompt (``text``) or a multi-prompt ``schedule``."""
+
+    id: str = MISSING
+    text: str | None = None
+    schedule: list[ScheduleItem] | None = None
+
+    def __post_init__(self) -> None:
+        require((self.text is None) != (self.schedule is None), f"prompts[{self.id}]",
+                "text and schedule" if self.text is not None else "neither text nor schedule",
+                "give exactly one of text or schedule")
+        if self.schedule is not None:
+            times = [item.at for item in self.schedule]
+            require(len(times) > 0 and times[0] == 0, f"prompts[{self.id}].schedule", times,
+                    "must be non-empty and start at 0")
+            require(all(a < b for a, b in zip(times, times[1:])), f"prompts[{self.id}].schedule",
+                    times, "start times must increase")
+
+    def timeline(self) -> list[tuple[float, str]]:
+        """[(start second, prompt text)], starting at 0."""
+        if self.text is not None:
+            return [(0.0, self.text)]
+        return [(float(item.at), item.text) for item in self.schedule]
+
+
+@dataclass
+class PromptSetConfig:
+    name: str = MISSING
+    prompts: list[PromptEntry] = field(default_factory=list)
+    select: list[str] | None = None  # ids to run (default: all)
+
+    def __post_init__(self) -> None:
+        ids = [p.id for p in self.prompts]
+        require(len(ids) > 0, "prompts.prompts", ids, "a prompt set needs at least one prompt")
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        require(not dup, "prompts.prompts", dup, "prompt ids must be unique")
+        if self.select is not None:
+            unknown = [i for i in self.select if i not in ids]
+            require(not unknown, "prompts.select", unknown, f"allowed ids: {', '.join(ids)}")
+
+    def selected(self) -> list[PromptEntry]:
+        if self.select is None:
+            return list(self.prompts)
+        return [p for p in self.prompts if p.id in self.select]
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "none"
+
+    def __post_init__(self) -> None:
+        require(self.name in LOGGERS, "logger.name", self.name, f"allowed: {', '.join(LOGGERS)}")
+
+
+@dataclass
+class RunConfig:
+    model: Any = MISSING
+    method: Any = MISSING
+    prompts: PromptSetConfig = MISSING
+    logger: LoggerConfig = MISSING
+    durations: list[float] = field(default_factory=lambda: [5.0, 30.0])  # seconds
+    seed: int = 0
+    steps: int = 4
+    sampler: str = "euler"
+    device: str = "cpu"
+    dtype: str = "float32"
+    out_dir: str = "runs"
+    force: bool = False  # rerun even if a finished run directory exists
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        require(isinstance(self.model, ModelConfig), "model", type(self.model).__name__,
+                f"choose a model option; allowed: {', '.join(MODELS.names())}")
+        require(isinstance(self.method, MethodConfig), "method", type(self.method).__name__,
+                f"choose a method option; allowed: {', '.join(METHODS.names())}")
+        require(len(self.durations) > 0, "durations", list(self.durations), "give at least one duration in seconds")
+        for d in self.durations:
+            require(d > 0, "durations", list(self.durations), "every duration must be > 0 seconds")
+        require(self.steps >= 1, "steps", self.steps, "allowed: >= 1")
+        require(self.sampler in SAMPLERS, "sampler", self.sampler, f"allowed: {', '.join(SAMPLERS)}")
+        require(self.dtype in DTYPES, "dtype", self.dtype, f"allowed: {', '.join(DTYPES)}")
+        require(self.device == "cpu" or self.device.startswith("cuda"), "device", self.device,
+                "allowed: cpu, cuda, cuda:N")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def geometry(self) -> Geometry:
+        return self.model.geometry()
+
+    def frames(self) -> list[int]:
+        """Frames per requested duration, rounded up to whole chunks."""
+        g = self.geometry()
+        return [g.frames_for_seconds(d) for d in self.durations]
+
+
+def register_schemas() -> None:
+    """Put the run schema and every registered model/method dataclass into the ConfigStore."""
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    for entry in MODELS:
+        cs.store(group="schema/model", name=entry.name, node=entry.config)
+    for entry in METHODS:
+        cs.store(group="schema/method", name=entry.name, node=entry.config)
+
+
+def to_run_config(cfg: DictConfig) -> RunConfig:
+    """Composed DictConfig -> validated RunConfig (dataclass __post_init__ checks run here)."""
+    try:
+        run = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as err:
+        cause = err.__cause__ if isinstance(err.__cause__, ConfigError) else None
+        if cause is not None:
+            raise cause from None
+        raise ConfigError(one_line(err)) from None
+    if not isinstance(run, RunConfig):
+        raise ConfigError("the composed config is not a RunConfig; does conf/config.yaml list run_schema?")
+    return run
+
+
+def validate(run: RunConfig) -> None:
+    """Checks that need the backbone's geometry (durations that do not fit, budgets)."""
+    frames = run.frames()
+    run.model.check()
+    run.method.check(run.geometry(), max(frames))
+    if run.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={run.device!r}: CUDA is not available here; allowed: cpu")
+
+
+def one_line(err: BaseException) -> str:
+    """An OmegaConf / Hydra composition error as one line naming the key and what is allowed."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(err, MissingConfigException) and err.options is not None:
+        group, _, option = (err.missing_cfg_file or "").rpartition("/")
+        return f"{group}={option!r}: no such {group} option; allowed: {', '.join(err.options)}"
+    cause = err.__cause__ if isinstance(err.__cause__, OmegaConfBaseException) else err
+    full_key = getattr(cause, "full_key", None)
+    msg = str(getattr(cause, "msg", None) or cause).strip().splitlines()[0]
+    object_type = getattr(cause, "object_type", None)
+    if full_key and msg.startswith("Key ") and object_type is not None and is_dataclass(object_type):
+        allowed = ", ".join(f.name for f in fields(object_type))
+        return f"{full_key}: unknown key for {object_type.__name__}; allowed keys: {allowed}"
+    return f"{full_key}: {msg}" if full_key else msg

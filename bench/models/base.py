@@ -1,0 +1,151 @@
+"""The backbone contract: geometry, one forward over a chunk, prompt encoding, decoding.
+
+A backbone knows its geometry and computes; it never decides what the KV cache keeps.
+During a rollout ``forward_chunk`` reads one ``RaggedKV`` view per layer (built by the
+cache method) and, on the clean pass, returns the chunk's keys and values so that the
+method can store them.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import MISSING
+from torch import nn
+
+from bench.errors import ConfigError
+from bench.registry import Registry
+from kernels import RaggedKV, Rope3D
+
+MODELS = Registry("model")
+
+# (layer, mass [N]) -> None: attention probability each cache entry received in one call.
+AttentionObserver = Callable[[int, torch.Tensor], None]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Shapes and time base of a backbone (what a cache method may plan with).
+
+    frame_shape: (C, H, W) of one generated frame in model space (pixels or latents).
+    tokens_per_frame: patches per frame; frames_per_chunk: frames generated per AR step.
+    rope_split: (temporal, height, width) dims of head_dim for 3-D RoPE.
+    horizon_frames: length of the training clips, in frames.
+    fps: frames of model-space time per second of video (4 for the toy and for Wan latents).
+    rope_max_positions: size of the RoPE position table; positions must stay below it.
+    """
+
+    frame_shape: tuple[int, int, int]
+    tokens_per_frame: int
+    frames_per_chunk: int
+    layers: int
+    heads: int
+    head_dim: int
+    rope_split: tuple[int, int, int]
+    horizon_frames: int
+    fps: float
+    rope_max_positions: int
+
+    def frames_for_seconds(self, seconds: float) -> int:
+        """Frames needed for ``seconds`` of video, rounded up to whole chunks."""
+        chunks = math.ceil(seconds * self.fps / self.frames_per_chunk - 1e-9)
+        return max(1, chunks) * self.frames_per_chunk
+
+    @property
+    def kv_entries_per_frame(self) -> int:
+        """Cache entries one frame adds across all layers and heads."""
+        return self.tokens_per_frame * self.layers * self.heads
+
+
+@dataclass
+class ModelConfig:
+    """Base of every backbone config: ``name`` selects the registered backbone."""
+
+    name: str = MISSING
+    checkpoint: str | None = None
+
+    def geometry(self) -> Geometry:
+        raise NotImplementedError
+
+    def check(self) -> None:
+        """Checks done before any work: the configured checkpoint must exist."""
+        if self.checkpoint:
+            file = Path(self.checkpoint).expanduser()
+            if not file.is_file():
+                raise ConfigError(
+                    f"model.checkpoint={self.checkpoint!r}: file not found (looked at {file.resolve()})"
+                )
+
+
+class Backbone(nn.Module, ABC):
+    """A causal video diffusion transformer that generates chunk by chunk.
+
+    Flow-matching convention: x_t = (1 - t) * x0 + t * noise, and the model predicts the
+    velocity noise - x0, with t in [0, 1] given per frame.
+    """
+
+    geometry: Geometry
+    rope: Rope3D
+    default_shift: float = 1.0
+
+    @abstractmethod
+    def encode_prompt(self, text: str) -> Any:
+        """Prompt context for cross-attention (backbone-specific, batch of 1)."""
+
+    @abstractmethod
+    def forward_chunk(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        context: Any,
+        views: list[RaggedKV],
+        return_kv: bool = False,
+        observer: AttentionObserver | None = None,
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]] | None]:
+        """One forward over the current chunk.
+
+        x: [B, F, C, H, W] noisy chunk; t: [B, F] timesteps; views: one per layer.
+        Returns (velocity [B, F, C, H, W], kv or None), kv being per layer
+        (k, v) of shape [B, H, F * tokens_per_frame, D] with keys spatially rotated only.
+        """
+
+    @abstractmethod
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Model-space frames [B, T, C, H, W] -> RGB frames [B, T, 3, H', W'] in [0, 1]."""
+
+
+def load_checkpoint(module: nn.Module, path: str, key: str = "model.checkpoint") -> None:
+    """Load a safetensors file into ``module``; every key must match (one-line errors)."""
+    from safetensors.torch import load_file
+
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise ConfigError(f"{key}={path!r}: file not found (looked at {file.resolve()})")
+    state = load_file(str(file))
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ConfigError(
+            f"{key}={path!r} does not match the architecture: "
+            f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
+        )
+    bad = [k for k in own if own[k].shape != state[k].shape]
+    if bad:
+        k = bad[0]
+        raise ConfigError(
+            f"{key}={path!r}: {k} has shape {tuple(state[k].shape)}, the model expects "
+            f"{tuple(own[k].shape)}"
+        )
+    module.load_state_dict(state)
+
+
+def build_backbone(cfg: ModelConfig) -> Backbone:
+    """Instantiate the registered backbone for ``cfg`` (weights loaded if configured)."""
+    return MODELS.build(cfg.name, cfg)

@@ -1,0 +1,122 @@
+"""Run directories: deterministic names, atomic writes, provenance, finished-run detection.
+
+A run is one (model, method and its parameters, prompt entry, seed, sampler settings)
+rollout. Its directory name is readable and ends in a hash of that key, so reruns find
+it. Files are written into a staging directory next to it, which replaces the final
+directory by renames only once everything is written: a failed or killed run never
+touches a finished result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+VERSIONED_PACKAGES = ("torch", "numpy", "hydra-core", "omegaconf", "triton", "pandas", "diffusers")
+
+
+def key_hash(key: dict[str, Any]) -> str:
+    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def run_name(key: dict[str, Any]) -> str:
+    """``<model>__<method>__<prompt id>__s<seed>__<hash of the whole key>``."""
+    return f"{key['model']['name']}__{key['method']['name']}__{key['prompt']['id']}__s{key['seed']}__{key_hash(key)}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def read_summary(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / "summary.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def is_finished(run_dir: Path, frames_needed: int) -> bool:
+    """A finished run with status ok whose rollout covers ``frames_needed`` frames."""
+    summary = read_summary(run_dir)
+    return bool(summary) and summary.get("status") == "ok" and summary.get("frames_generated", 0) >= frames_needed
+
+
+@contextlib.contextmanager
+def staged_dir(final: Path) -> Iterator[Path]:
+    """Yield an empty staging directory; on success it replaces ``final`` (renames only)."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    stage = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    old = final.with_name(f"{final.name}.old-{os.getpid()}")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(stage, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_DIR, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--verify", "--quiet", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit or None, "dirty": dirty if commit else None}
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"cpu: {line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"cpu: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def provenance(device: torch.device) -> dict[str, Any]:
+    versions = {"python": sys.version.split()[0]}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"git": git_state(), "versions": versions, "device": device_name(device),
+            "platform": platform.platform()}

@@ -1,0 +1,124 @@
+"""The autoregressive loop: generate a video chunk by chunk under a cache method.
+
+Per chunk: draw the chunk's noise from a generator seeded by (seed, chunk index), run the
+sampler's denoising steps (each attention call reads the method's per-head cache views),
+then one forward at t = 0 on the clean chunk that returns its K/V, which the method
+stores and prunes. Because each chunk's noise depends only on (seed, chunk index) and the
+model is causal, a shorter rollout is exactly a prefix of a longer one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from bench.models.base import Backbone
+from bench.sampler import FlowSampler
+from methods.base import CacheMethod
+
+
+@dataclass
+class ChunkRecord:
+    """One chunk: frames [frame_start, frame_end), wall time of denoising + cache update,
+    and the cache after the update: tokens [L, H] per layer and head, allocated KV bytes."""
+
+    index: int
+    frame_start: int
+    frame_end: int
+    prompt_index: int
+    wall_s: float
+    kv_bytes: int
+    tokens: np.ndarray
+
+
+@dataclass
+class Rollout:
+    frames: torch.Tensor  # [T, 3, H, W] in [0, 1]
+    chunks: list[ChunkRecord]
+    prompt_encode_s: list[float] = field(default_factory=list)  # per prompt of the schedule
+
+
+def chunk_generator(seed: int, chunk: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + chunk) % (2**63))
+
+
+def prompt_starts(timeline: list[tuple[float, str]], fps: float, frames_per_chunk: int) -> list[int]:
+    """First chunk index of every prompt of a schedule (a switch takes effect at the first
+    chunk that starts at or after its time)."""
+    starts = []
+    for at, _ in timeline:
+        frame = at * fps
+        starts.append(int(np.ceil(frame / frames_per_chunk - 1e-9)))
+    return starts
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def generate(
+    model: Backbone,
+    method: CacheMethod,
+    timeline: list[tuple[float, str]],
+    num_frames: int,
+    seed: int,
+    sampler: FlowSampler,
+    batch: int = 1,
+    on_chunk: Callable[[ChunkRecord], None] | None = None,
+) -> Rollout:
+    """Roll ``model`` out to ``num_frames`` (a multiple of frames_per_chunk) under ``method``.
+
+    timeline: [(start second, prompt)], the first at 0. Returns frames of batch element 0.
+    """
+    g = model.geometry
+    F = g.frames_per_chunk
+    if num_frames % F:
+        raise ValueError(f"num_frames={num_frames} must be a multiple of frames_per_chunk={F}")
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    method.reset()
+    starts = prompt_starts(timeline, g.fps, F)
+    observer = method.observe_attention if method.needs_attention_mass else None
+    frames, records, encode_s = [], [], []
+    context, prompt_index = None, -1
+    for c in range(num_frames // F):
+        active = max(i for i, s in enumerate(starts) if s <= c)
+        if active != prompt_index:
+            t0 = time.perf_counter()
+            context = model.encode_prompt(timeline[active][1])
+            _sync(device)
+            encode_s.append(time.perf_counter() - t0)
+            if prompt_index >= 0:
+                method.on_prompt_switch(c * F, timeline[active][1])
+            prompt_index = active
+
+        gen = chunk_generator(seed, c)
+        x = torch.randn((batch, F, *g.frame_shape), generator=gen).to(device=device, dtype=dtype)
+        _sync(device)
+        t0 = time.perf_counter()
+        views = method.views(c * F)
+        ts = sampler.timesteps()
+        for t, t_next in zip(ts[:-1], ts[1:]):
+            v, _ = model.forward_chunk(x, torch.full((batch, F), t, device=device), context, views,
+                                       observer=observer)
+            x = sampler.step(x, v, t, t_next, gen)
+        _, kv = model.forward_chunk(x, torch.zeros(batch, F, device=device), context, views,
+                                    return_kv=True, observer=observer)
+        method.write(kv, c * F)
+        _sync(device)
+        wall = time.perf_counter() - t0
+
+        stats = method.stats()
+        record = ChunkRecord(c, c * F, (c + 1) * F, prompt_index, wall, stats.kv_bytes,
+                             stats.tokens.cpu().numpy())
+        records.append(record)
+        frames.append(model.decode(x)[0].cpu())
+        if on_chunk is not None:
+            on_chunk(record)
+    return Rollout(torch.cat(frames), records, encode_s)

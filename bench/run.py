@@ -1,0 +1,137 @@
+"""Run entry point (Hydra): build the backbone and the method, roll out, write run directories.
+
+One run directory per (model, method and its parameters, prompt entry, seed). The rollout
+goes to the longest requested duration; every shorter duration is summarised from its
+prefix. Files: config.yaml, meta.json, frames.npy, video.gif, chunks.csv,
+cache_heads.csv, summary.json (written last: its presence with status ok marks a finished
+run).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from bench.config import CONF_DIR, PromptEntry, RunConfig, register_schemas, to_run_config, validate
+from bench.models.base import build_backbone
+from bench.records import (atomic_write_text, is_finished, provenance, run_name, staged_dir,
+                           write_json)
+from bench.rollout import Rollout, generate
+from bench.sampler import FlowSampler
+from bench.video import save_gif, save_npy, to_uint8
+from methods.base import build_method
+from metrics.system import LATENCY_INCLUDES
+from metrics.system import VERSION as SYSTEM_VERSION
+from metrics.system import system_summary
+
+log = logging.getLogger("forcebench")
+register_schemas()
+
+
+def run_key(run: RunConfig, prompt: PromptEntry) -> dict:
+    """What determines a run's frames: model, method, prompt, seed and sampler settings."""
+    return {
+        "model": asdict(run.model),
+        "method": run.method.params(),
+        "prompt": asdict(prompt),
+        "seed": run.seed,
+        "sampler": {"kind": run.sampler, "steps": run.steps},
+        "dtype": run.dtype,
+    }
+
+
+def _csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def write_run(stage: Path, run: RunConfig, key: dict, rollout: Rollout, meta: dict) -> dict:
+    """Write every file of a finished rollout into ``stage``; returns the summary."""
+    g = run.geometry()
+    atomic_write_text(stage / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(run)))
+    frames = to_uint8(rollout.frames)
+    save_npy(stage / "frames.npy", frames)
+    save_gif(stage / "video.gif", frames, fps=g.fps)
+    atomic_write_text(stage / "chunks.csv", _csv([
+        {"chunk": c.index, "frame_start": c.frame_start, "frame_end": c.frame_end,
+         "prompt_index": c.prompt_index, "wall_s": f"{c.wall_s:.6f}", "kv_bytes": c.kv_bytes,
+         "tokens_total": int(c.tokens.sum()), "tokens_per_head_min": int(c.tokens.min()),
+         "tokens_per_head_max": int(c.tokens.max())}
+        for c in rollout.chunks]))
+    atomic_write_text(stage / "cache_heads.csv", _csv([
+        {"chunk": c.index, "layer": layer, "head": head, "tokens": int(c.tokens[layer, head])}
+        for c in rollout.chunks for layer in range(g.layers) for head in range(g.heads)]))
+    durations = []
+    for seconds, frames_needed in zip(run.durations, run.frames()):
+        row = {"seconds_requested": seconds, **system_summary(rollout.chunks, frames_needed, g.fps)}
+        durations.append(row)
+    summary = {
+        "status": "ok",
+        "run": meta["run"],
+        "model": run.model.name,
+        "method": run.method.name,
+        "method_params": run.method.params(),
+        "prompt_id": key["prompt"]["id"],
+        "seed": run.seed,
+        "frames_generated": int(rollout.frames.shape[0]),
+        "rounding": f"durations rounded up to whole chunks of {g.frames_per_chunk} frames at {g.fps:g} frames/s",
+        "metrics_version": {"system": SYSTEM_VERSION},
+        "latency_includes": LATENCY_INCLUDES,
+        "durations": durations,
+    }
+    write_json(stage / "meta.json", meta)
+    write_json(stage / "summary.json", summary)  # last: marks the run finished
+    return summary
+
+
+def execute(run: RunConfig) -> list[Path]:
+    """Run every selected prompt of ``run``; returns the run directories (finished or skipped)."""
+    validate(run)
+    device = torch.device(run.device)
+    g = run.geometry()
+    num_frames = max(run.frames())
+    model = build_backbone(run.model).to(device=device, dtype=run.torch_dtype).eval()
+    method = build_method(run.method, g, dtype=run.torch_dtype, device=device)
+    sampler = FlowSampler(run.steps, model.default_shift, run.sampler)
+    quiet = not run.progress or bool(os.environ.get("CI"))
+    out_dirs = []
+    for prompt in run.prompts.selected():
+        key = run_key(run, prompt)
+        name = run_name(key)
+        final = Path(run.out_dir) / name
+        out_dirs.append(final)
+        if is_finished(final, num_frames) and not run.force:
+            log.info("skip %s (finished)", name)
+            continue
+        bar = tqdm(total=num_frames // g.frames_per_chunk, desc=f"{method.config.name}:{prompt.id}",
+                   unit="chunk", disable=quiet, leave=False)
+        with staged_dir(final) as stage:
+            rollout = generate(model, method, prompt.timeline(), num_frames, run.seed, sampler,
+                               on_chunk=lambda _: bar.update())
+            bar.close()
+            meta = {"run": name, "key": key, "method_repr": repr(method),
+                    "model_repr": f"{type(model).__name__}({sum(p.numel() for p in model.parameters())} parameters)",
+                    "weights": run.model.checkpoint or f"random init (init_seed={getattr(run.model, 'init_seed', None)})",
+                    "prompt_encode_s": rollout.prompt_encode_s, **provenance(device)}
+            summary = write_run(stage, run, key, rollout, meta)
+        last = summary["durations"][-1]
+        log.info("done %s: %d frames, %.1f ms/chunk, %.2f MiB KV", name, summary["frames_generated"],
+                 1000 * last["latency_mean_s"], last["kv_mib"])
+    return out_dirs
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
+def hydra_entry(cfg: DictConfig) -> None:
+    execute(to_run_config(cfg))

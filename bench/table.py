@@ -1,0 +1,42 @@
+"""Read run directories into one table and print method x duration comparisons."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = {
+    "latency_mean_s": ("ms/chunk", 1000.0),
+    "fps": ("FPS", 1.0),
+    "kv_mib": ("KV MiB", 1.0),
+}
+
+
+def load_runs(root: Path) -> pd.DataFrame:
+    """One row per (run, duration) from every finished ``summary.json`` under ``root``."""
+    rows = []
+    for path in sorted(Path(root).glob("*/summary.json")):
+        summary = json.loads(path.read_text())
+        if summary.get("status") != "ok":
+            continue
+        for d in summary["durations"]:
+            rows.append({"run": summary["run"], "model": summary["model"], "method": summary["method"],
+                         "prompt": summary["prompt_id"], "seed": summary["seed"], **d})
+    return pd.DataFrame(rows)
+
+
+def method_duration_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean over prompts and seeds, per (method, requested seconds)."""
+    grouped = df.groupby(["method", "seconds_requested"])
+    table = grouped[list(COLUMNS)].mean()
+    table["videos"] = grouped.size()
+    for key, (label, factor) in COLUMNS.items():
+        table[label] = table.pop(key) * factor
+    table.index = table.index.set_names(["method", "seconds"])
+    return table[[label for label, _ in COLUMNS.values()] + ["videos"]]
+
+
+def format_table(table: pd.DataFrame) -> str:
+    return table.to_string(float_format=lambda x: f"{x:.2f}")

@@ -1,0 +1,39 @@
+"""The data a cache method hands to the attention kernels for one layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class RaggedKV:
+    """One layer's cached keys and values, packed head after head (heads differ in length).
+
+    Head ``h`` owns entries ``offsets[h]:offsets[h+1]`` of ``k``, ``v`` and ``pos``. Keys
+    carry their spatial RoPE rotation and no temporal one; ``pos`` is the temporal
+    position the method assigns to each entry *for this attention call*, and ``q_pos``
+    the positions of the current chunk's frames, per head (head-wise re-encoding may
+    place each head's queries differently).
+
+    Shapes: k, v [B, N, D]; pos [N] (int64); offsets [H + 1] (int64, on the CPU);
+    q_pos [H, F] (int64), F = frames per chunk.
+    """
+
+    k: torch.Tensor
+    v: torch.Tensor
+    pos: torch.Tensor
+    offsets: torch.Tensor
+    q_pos: torch.Tensor
+
+    @property
+    def heads(self) -> int:
+        return self.offsets.numel() - 1
+
+    def lengths(self) -> torch.Tensor:
+        """Entries per head, [H]."""
+        return self.offsets[1:] - self.offsets[:-1]
+
+    def head_slice(self, h: int) -> slice:
+        return slice(int(self.offsets[h]), int(self.offsets[h + 1]))

@@ -1,0 +1,20 @@
+"""KV-cache methods. Every module in this package registers itself on import.
+
+Adding a method: one file here (a config dataclass + a CacheMethod subclass, registered
+with ``@METHODS.register``) and one config file conf/method/<name>.yaml.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from methods.base import METHODS, CacheMethod, MethodConfig, build_method
+
+_INFRA = {"base", "bounded"}
+
+for _info in pkgutil.iter_modules(__path__):
+    if _info.name not in _INFRA and not _info.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_info.name}")
+
+__all__ = ["METHODS", "CacheMethod", "MethodConfig", "build_method"]

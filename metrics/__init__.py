@@ -1,0 +1,1 @@
+"""Metrics computed from a rollout's frames, timings and cache statistics."""
