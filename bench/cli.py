@@ -16,7 +16,7 @@ MULTIRUN_FLAGS = {"-m", "--multirun"}
 
 
 def cmd_run(argv: list[str]) -> int:
-    from bench.preflight import check_command_line
+    from bench.preflight import check_command_line, hydra_context, multirun_overrides
 
     if any(a in ("-h", "--help", "--cfg", "-c", "--info", "-i") or a.startswith("--cfg") for a in argv):
         return _hydra(argv)
@@ -26,7 +26,11 @@ def cmd_run(argv: list[str]) -> int:
     if flags:
         raise ConfigError(f"run: unsupported flag {flags[0]!r}; allowed: -m/--multirun and key=value overrides")
     check_command_line(overrides, multirun)
-    return _hydra(argv)
+    if multirun:
+        with hydra_context():
+            overrides = multirun_overrides(overrides)
+        return _hydra(["-m", *overrides])
+    return _hydra(overrides)
 
 
 def _hydra(argv: list[str]) -> int:

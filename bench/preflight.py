@@ -29,20 +29,33 @@ def _compose(overrides: list[str], with_hydra: bool = False):
         raise ConfigError(one_line(err)) from None
 
 
-def expand_sweep(overrides: list[str]) -> list[list[str]]:
-    """The override list of every job of a multirun, in the basic sweeper's order."""
-    parser = OverridesParser.create()
+def _parse(overrides: list[str]):
     try:
-        parsed = parser.parse_overrides(overrides)
+        return OverridesParser.create().parse_overrides(overrides)
     except HydraException as err:
         raise ConfigError(one_line(err)) from None
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    cfg = _compose(fixed, with_hydra=True)
-    preset = OmegaConf.to_container(cfg.hydra.sweeper.get("params") or {}, resolve=False)
+
+
+def sweep_lines(overrides: list[str]) -> list[str]:
+    """Command-line overrides preceded by the sweep preset's ``hydra.sweeper.params``.
+
+    The preset is found by composing only the group selections (keys without a dot), so
+    that keys of a swept group's options (``method.budget_frames``) do not have to exist
+    in the group's default option.
+    """
+    parsed = _parse(overrides)
+    selections = [o.input_line for o in parsed if not o.is_sweep_override() and "." not in o.get_key_element()]
+    cfg = _compose(selections, with_hydra=True)
+    params = cfg.hydra.sweeper.get("params")
+    preset = OmegaConf.to_container(params, resolve=False) if params else {}
     cli_keys = {o.get_key_element() for o in parsed}
-    lines = [f"{k}={v}" for k, v in preset.items() if k not in cli_keys] + list(overrides)
+    return [f"{k}={v}" for k, v in preset.items() if k not in cli_keys] + list(overrides)
+
+
+def expand_sweep(overrides: list[str]) -> list[list[str]]:
+    """The override list of every job of a multirun, in the basic sweeper's order."""
     axes = []
-    for o in parser.parse_overrides(lines):
+    for o in _parse(sweep_lines(overrides)):
         if o.is_sweep_override():
             key = o.get_key_element()
             axes.append([f"{key}={v}" for v in o.sweep_string_iterator()])
@@ -54,10 +67,36 @@ def expand_sweep(overrides: list[str]) -> list[list[str]]:
     return jobs
 
 
+def multirun_overrides(overrides: list[str]) -> list[str]:
+    """Overrides for Hydra's multirun in which options of a swept group can be set.
+
+    Hydra composes one primary config from the non-sweep overrides, with each group at
+    its default option, so ``-m method=sink,sliding_window method.budget_frames=3`` fails
+    on the default ``full``. A key under a swept group becomes a one-value sweep
+    (``method.budget_frames=choice(3)``), which Hydra applies per job instead.
+    """
+    parsed = _parse(sweep_lines(overrides))
+    swept = {o.get_key_element() for o in parsed if o.is_sweep_override()}
+    out = []
+    for o in _parse(overrides):
+        key = o.get_key_element()
+        under_swept = any(key.startswith(f"{group}.") for group in swept)
+        if under_swept and not o.is_sweep_override() and o.input_line.startswith(f"{key}="):
+            out.append(f"{key}=choice({o.input_line.split('=', 1)[1]})")
+        else:
+            out.append(o.input_line)
+    return out
+
+
+def hydra_context():
+    """Hydra's compose API rooted at conf/ (a context manager)."""
+    register_schemas()
+    return initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
+
+
 def check_command_line(overrides: list[str], multirun: bool) -> list[RunConfig]:
     """Compose and validate every job; raises ConfigError (one line) on the first bad one."""
-    register_schemas()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with hydra_context():
         jobs = expand_sweep(overrides) if multirun else [list(overrides)]
         runs = []
         for job in jobs:

@@ -23,15 +23,20 @@ from tqdm import tqdm
 
 from bench.config import CONF_DIR, PromptEntry, RunConfig, register_schemas, to_run_config, validate
 from bench.models.base import build_backbone
-from bench.records import (atomic_write_text, is_finished, provenance, run_name, staged_dir,
-                           write_json)
+from bench.records import (
+    atomic_write_text,
+    is_finished,
+    provenance,
+    run_name,
+    staged_dir,
+    write_json,
+)
 from bench.rollout import Rollout, generate
 from bench.sampler import FlowSampler
 from bench.video import save_gif, save_npy, to_uint8
 from methods.base import build_method
-from metrics.system import LATENCY_INCLUDES
+from metrics.system import LATENCY_INCLUDES, system_summary
 from metrics.system import VERSION as SYSTEM_VERSION
-from metrics.system import system_summary
 
 log = logging.getLogger("forcebench")
 register_schemas()
@@ -119,7 +124,7 @@ def execute(run: RunConfig) -> list[Path]:
                    unit="chunk", disable=quiet, leave=False)
         with staged_dir(final) as stage:
             rollout = generate(model, method, prompt.timeline(), num_frames, run.seed, sampler,
-                               on_chunk=lambda _: bar.update())
+                               on_chunk=lambda _, bar=bar: bar.update())
             bar.close()
             meta = {"run": name, "key": key, "method_repr": repr(method),
                     "model_repr": f"{type(model).__name__}({sum(p.numel() for p in model.parameters())} parameters)",

@@ -58,6 +58,9 @@ class LayerStore:
         """Entries per head, [H] int64."""
         return self.offsets[1:] - self.offsets[:-1]
 
+    def head_slice(self, h: int) -> slice:
+        return slice(int(self.offsets[h]), int(self.offsets[h + 1]))
+
     def nbytes(self) -> int:
         """Bytes allocated for keys and values."""
         return self.k.untyped_storage().nbytes() + self.v.untyped_storage().nbytes()

@@ -23,7 +23,14 @@ from torch import nn
 
 from bench.errors import require
 from bench.models.attention import CachedSelfAttention, MaskedSelfAttention
-from bench.models.base import MODELS, AttentionObserver, Backbone, Geometry, ModelConfig, load_checkpoint
+from bench.models.base import (
+    MODELS,
+    AttentionObserver,
+    Backbone,
+    Geometry,
+    ModelConfig,
+    load_checkpoint,
+)
 from kernels import RaggedKV, Rope3D, rope_split
 
 

@@ -1,0 +1,67 @@
+"""Config validation: every bad value fails before any work with a one-line message."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.errors import ConfigError
+from bench.preflight import check_command_line
+
+
+def error_of(overrides, multirun=False) -> str:
+    with pytest.raises(ConfigError) as info:
+        check_command_line(overrides, multirun)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_defaults_compose():
+    (run,) = check_command_line([], multirun=False)
+    assert run.model.name == "toy" and run.method.name == "full"
+    assert run.durations == [5.0, 30.0] and run.frames() == [21, 120]
+
+
+def test_issue_example_overrides():
+    (run,) = check_command_line(["method=sink", "method.sink_frames=3", "durations=[5,30]"], False)
+    assert run.method.sink_frames == 3 and run.method.budget_frames == 12
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["method=foo"], "method='foo': no such method option; allowed: full, sink, sliding_window"),
+    (["method.name=foo"], "method.name='foo' is not a registered method; allowed: full, sink, sliding_window"),
+    (["method=sliding_window", "method.budget_frames=-1"], "method.budget_frames=-1: allowed: >= 0"),
+    (["method=sink", "method.sink_frames=13"],
+     "method.sink_frames=13: the sink must fit the budget; allowed: <= method.budget_frames=12"),
+    (["durations=[5,0]"], "durations=[5.0, 0.0]: every duration must be > 0 seconds"),
+    (["durations=[]"], "durations=[]: give at least one duration in seconds"),
+    (["durations=[300]"], "durations: 1200 frames exceed the RoPE table of 1024 positions for method 'full'"),
+    (["method.foo=1"], "method.foo: unknown key for FullConfig; allowed keys: name"),
+    (["method=sink", "method.sink_frames=abc"], "method.sink_frames: Value 'abc' of type 'str' could not be converted to Integer"),
+    (["foo=1"], "foo: unknown key for RunConfig; allowed keys: model, method, prompts"),
+    (["model.dim=100"], "model.dim=100: dim / heads must be an even head_dim >= 6"),
+    (["model.checkpoint=/nowhere/toy.safetensors"],
+     "model.checkpoint='/nowhere/toy.safetensors': file not found (looked at /nowhere/toy.safetensors)"),
+    (["method=sink", "method.positions=repacked", "method.budget_frames=19"], "allowed: <= 18"),
+    (["method=sink", "method.positions=relative"], "method.positions='relative': allowed: absolute, repacked"),
+    (["sampler=ddim"], "sampler='ddim': allowed: euler, renoise"),
+    (["steps=0"], "steps=0: allowed: >= 1"),
+    (["prompts.select=[nope]"], "prompts.select=['nope']: allowed ids: meadow, city"),
+    (["prompts=missing_set"], "prompts='missing_set': no such prompts option; allowed:"),
+])
+def test_bad_values_give_one_line_errors(overrides, expected):
+    assert expected in error_of(overrides)
+
+
+def test_multirun_expands_and_validates_every_job():
+    runs = check_command_line(["method=full,sink", "seed=0,1"], multirun=True)
+    assert [(r.method.name, r.seed) for r in runs] == [("full", 0), ("full", 1), ("sink", 0), ("sink", 1)]
+    assert [r.method.name for r in check_command_line(["sweep=default"], multirun=True)] == [
+        "full", "sliding_window", "sink"]
+    # a bad value in any one job of the sweep fails the whole sweep up front
+    assert "durations: 1200 frames" in error_of(["method=sink,full", "durations=[300]"], multirun=True)
+
+
+def test_repacked_sink_fits_long_durations():
+    (run,) = check_command_line(["method=sink", "method.positions=repacked", "durations=[600]"], False)
+    assert run.frames() == [2400]

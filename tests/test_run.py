@@ -1,0 +1,111 @@
+"""A run writes every promised file; reruns skip; failures never touch finished results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import TINY_OVERRIDES
+from PIL import Image
+
+import bench.run
+from bench.preflight import check_command_line
+from bench.run import execute
+
+FILES = {"config.yaml", "meta.json", "frames.npy", "video.gif", "chunks.csv", "cache_heads.csv", "summary.json"}
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tiny_run(tmp_path, *extra):
+    (run,) = check_command_line([*TINY_OVERRIDES, "durations=[1,3]", "steps=1", "prompts.select=[meadow]",
+                                 f"out_dir={tmp_path}", "progress=false", *extra], multirun=False)
+    return run
+
+
+def test_run_writes_every_promised_file(tmp_path):
+    run = tiny_run(tmp_path, "method=sink", "method.sink_frames=1", "method.budget_frames=4")
+    (run_dir,) = execute(run)
+    assert {p.name for p in run_dir.iterdir()} == FILES
+    assert run_dir.name.startswith("toy__sink__meadow__s0__")
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "ok" and summary["frames_generated"] == 12
+    # 1 s -> 4 frames -> rounded up to 6 (2 chunks); 3 s -> 12 frames (4 chunks)
+    assert [(d["seconds_requested"], d["frames"], d["chunks"]) for d in summary["durations"]] == [
+        (1.0, 6, 2), (3.0, 12, 4)]
+    entry_bytes = 2 * 2 * 2 * 16 * 16 * 4  # K+V, 2 layers x 2 heads, 16 tokens, head_dim 16, fp32
+    assert summary["durations"][0]["kv_bytes"] == 4 * entry_bytes  # sink 1 + window 3 frames
+    frames = np.load(run_dir / "frames.npy")
+    assert frames.shape == (12, 16, 16, 3) and frames.dtype == np.uint8
+    gif = Image.open(run_dir / "video.gif")
+    assert gif.n_frames == 12 and gif.size == (64, 64)
+    chunks = pd.read_csv(run_dir / "chunks.csv")
+    assert list(chunks.frame_end) == [3, 6, 9, 12]
+    assert list(chunks.tokens_per_head_max) == [48, 64, 64, 64]  # min(frames, 4) * 16 tokens
+    heads = pd.read_csv(run_dir / "cache_heads.csv")
+    assert len(heads) == 4 * 2 * 2
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert config["method"]["sink_frames"] == 1 and config["model"]["dim"] == 32
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert {"git", "versions", "device", "method_repr", "key"} <= set(meta)
+    assert meta["method_repr"].startswith("Sink(")
+
+
+def test_finished_runs_are_skipped_and_failures_leave_them_intact(tmp_path, monkeypatch):
+    run = tiny_run(tmp_path)
+    (run_dir,) = execute(run)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    mtime = (run_dir / "summary.json").stat().st_mtime_ns
+    execute(run)  # finished: skipped
+    assert (run_dir / "summary.json").stat().st_mtime_ns == mtime
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("simulated crash in the middle of a rollout")
+
+    monkeypatch.setattr(bench.run, "generate", explode)
+    run.force = True
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        execute(run)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "_hydra") == [run_dir.name]
+
+
+def test_longer_durations_rerun_an_unfinished_prefix(tmp_path):
+    (run_dir,) = execute(tiny_run(tmp_path))
+    (again,) = execute(tiny_run(tmp_path, "durations=[1,6]"))
+    assert again == run_dir  # same key: durations are prefixes of one rollout
+    assert json.loads((run_dir / "summary.json").read_text())["frames_generated"] == 24
+
+
+def forcebench(*args, cwd):
+    env = {**os.environ, "CI": "1"}
+    return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_cli_multirun_and_table(tmp_path):
+    out = tmp_path / "runs"
+    proc = forcebench("run", "-m", "method=sink,sliding_window", "method.budget_frames=3",
+                      *TINY_OVERRIDES, "durations=[1,2]", "steps=1", f"out_dir={out}", cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert len([p for p in out.iterdir() if (p / "summary.json").exists()]) == 4  # 2 methods x 2 prompts
+    proc = forcebench("table", str(out), cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "ms/chunk" in lines[0] and "KV MiB" in lines[0]
+    assert any(line.startswith("sink") for line in lines) and any("sliding_window" in line for line in lines)
+
+
+def test_cli_bad_value_is_one_line_and_exit_2(tmp_path):
+    proc = forcebench("run", "method=sink", "method.sink_frames=99", f"out_dir={tmp_path}", cwd=REPO)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("forcebench: error: method.sink_frames=99: the sink must fit the budget; "
+                                   "allowed: <= method.budget_frames=12")
+    assert not any(tmp_path.iterdir())  # nothing was started
