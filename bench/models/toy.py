@@ -39,8 +39,8 @@ class ToyConfig(ModelConfig):
     name: str = "toy"
     frame_size: int = 32
     channels: int = 3
-    patch: int = 4
-    dim: int = 128
+    patch: int = 8
+    dim: int = 96
     layers: int = 4
     heads: int = 4
     mlp_ratio: int = 4
@@ -175,9 +175,13 @@ class ToyDiT(Backbone):
 
     # -- prompts and pixels -------------------------------------------------------------
     def encode_prompt(self, text: str) -> dict[str, torch.Tensor]:
-        ids = tokenize(text, self.cfg.text_vocab, self.cfg.text_len).to(self.text_pos.device)
-        emb = self.text_embed(ids) + self.text_pos  # [L, dim]
-        return {"tokens": emb.unsqueeze(0), "mask": (ids != 0).unsqueeze(0)}
+        return self.encode_prompts([text])
+
+    def encode_prompts(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        """Context of a batch of prompts: tokens [B, L, dim], mask [B, L] (True = a word)."""
+        ids = torch.stack([tokenize(t, self.cfg.text_vocab, self.cfg.text_len) for t in texts])
+        ids = ids.to(self.text_pos.device)
+        return {"tokens": self.text_embed(ids) + self.text_pos, "mask": ids != 0}
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         return ((x.float() + 1) / 2).clamp(0, 1)
