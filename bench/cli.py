@@ -2,6 +2,9 @@
 
     forcebench run [-m] [hydra overrides...]   generate and record runs (Hydra)
     forcebench table [RUNS_DIR]                method x duration table of finished runs
+    forcebench train backbone|encoder [...]    train the toy backbone / the toy-clip encoder
+    forcebench evaluate-toy [...]              acceptance measurements of the toy backbone
+    forcebench profile [...]                   head roles of the toy backbone (Head Forcing)
 """
 
 from __future__ import annotations
@@ -54,7 +57,30 @@ def cmd_table(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "table": cmd_table}
+def cmd_train(argv: list[str]) -> int:
+    targets = {"backbone": "bench.train", "encoder": "bench.train_encoder"}
+    if not argv or argv[0] not in targets:
+        given = argv[0] if argv else ""
+        raise ConfigError(f"train {given!r}: unknown target; allowed: {', '.join(targets)}")
+    import importlib
+
+    return importlib.import_module(targets[argv[0]]).main(argv[1:])
+
+
+def cmd_profile(argv: list[str]) -> int:
+    from methods.head_forcing.profile import main as profile_main
+
+    return profile_main(argv)
+
+
+def cmd_evaluate_toy(argv: list[str]) -> int:
+    from bench.evaluate_toy import main as evaluate_main
+
+    return evaluate_main(argv)
+
+
+COMMANDS = {"run": cmd_run, "table": cmd_table, "train": cmd_train, "evaluate-toy": cmd_evaluate_toy,
+            "profile": cmd_profile}
 
 
 def main(argv: list[str] | None = None) -> int:

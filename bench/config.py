@@ -29,6 +29,7 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 SAMPLERS = ("euler", "renoise")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 LOGGERS = ("none",)
+SPLITS = ("train", "heldout")
 
 
 @dataclass
@@ -44,8 +45,10 @@ class PromptEntry:
     id: str = MISSING
     text: str | None = None
     schedule: list[ScheduleItem] | None = None
+    split: str = "train"  # train | heldout (vocabulary combinations training never sees)
 
     def __post_init__(self) -> None:
+        require(self.split in SPLITS, f"prompts[{self.id}].split", self.split, f"allowed: {', '.join(SPLITS)}")
         require((self.text is None) != (self.schedule is None), f"prompts[{self.id}]",
                 "text and schedule" if self.text is not None else "neither text nor schedule",
                 "give exactly one of text or schedule")

@@ -32,6 +32,15 @@ def key_hash(key: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def file_digest(path: Path) -> str:
+    """First 12 hex digits of a file's SHA-1 (weights identity in run keys and records)."""
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
 def run_name(key: dict[str, Any]) -> str:
     """``<model>__<method>__<prompt id>__s<seed>__<hash of the whole key>``."""
     return f"{key['model']['name']}__{key['method']['name']}__{key['prompt']['id']}__s{key['seed']}__{key_hash(key)}"

@@ -16,9 +16,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from typing import TYPE_CHECKING
+
 from bench.models.base import Backbone
 from bench.sampler import FlowSampler
-from methods.base import CacheMethod
+
+if TYPE_CHECKING:
+    from methods.base import CacheMethod
 
 
 @dataclass
@@ -56,6 +60,12 @@ def prompt_starts(timeline: list[tuple[float, str]], fps: float, frames_per_chun
     return starts
 
 
+def frame_timeline(timeline: list[tuple[float, str]], fps: float, frames_per_chunk: int) -> list[tuple[int, str]]:
+    """[(start second, prompt)] -> [(first frame, prompt)] at the chunk where each prompt takes effect."""
+    starts = prompt_starts(timeline, fps, frames_per_chunk)
+    return [(s * frames_per_chunk, prompt) for s, (_, prompt) in zip(starts, timeline)]
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -71,10 +81,14 @@ def generate(
     sampler: FlowSampler,
     batch: int = 1,
     on_chunk: Callable[[ChunkRecord], None] | None = None,
+    prefill: torch.Tensor | None = None,
 ) -> Rollout:
     """Roll ``model`` out to ``num_frames`` (a multiple of frames_per_chunk) under ``method``.
 
-    timeline: [(start second, prompt)], the first at 0. Returns frames of batch element 0.
+    timeline: [(start second, prompt)], the first at 0. prefill: optional given frames
+    [B, P, C, H, W] in model space (P a multiple of frames_per_chunk) that replace the
+    first P generated frames: they are only written to the cache by the clean pass, as
+    if the model had generated them. Returns frames of batch element 0.
     """
     g = model.geometry
     F = g.frames_per_chunk
@@ -85,7 +99,7 @@ def generate(
     method.reset()
     starts = prompt_starts(timeline, g.fps, F)
     observer = method.observe_attention if method.needs_attention_mass else None
-    frames, records, encode_s = [], [], []
+    frames, clean, records, encode_s = [], [], [], []
     context, prompt_index = None, -1
     for c in range(num_frames // F):
         active = max(i for i, s in enumerate(starts) if s <= c)
@@ -97,13 +111,21 @@ def generate(
             if prompt_index >= 0:
                 method.on_prompt_switch(c * F, timeline[active][1])
             prompt_index = active
+        recache = method.recache_chunks()
 
         gen = chunk_generator(seed, c)
         x = torch.randn((batch, F, *g.frame_shape), generator=gen).to(device=device, dtype=dtype)
+        given = prefill is not None and (c + 1) * F <= prefill.shape[1]
+        if given:
+            x = prefill[:, c * F:(c + 1) * F].to(device=device, dtype=dtype)
         _sync(device)
         t0 = time.perf_counter()
+        for start in recache:  # recompute earlier chunks' K/V under the new prompt
+            _, kv = model.forward_chunk(clean[start // F], torch.zeros(batch, F, device=device), context,
+                                        method.views_before(start), return_kv=True)
+            method.recache(kv, start)
         views = method.views(c * F)
-        ts = sampler.timesteps()
+        ts = [] if given else sampler.timesteps()
         for t, t_next in zip(ts[:-1], ts[1:]):
             v, _ = model.forward_chunk(x, torch.full((batch, F), t, device=device), context, views,
                                        observer=observer)
@@ -111,6 +133,7 @@ def generate(
         _, kv = model.forward_chunk(x, torch.zeros(batch, F, device=device), context, views,
                                     return_kv=True, observer=observer)
         method.write(kv, c * F)
+        clean.append(x)
         _sync(device)
         wall = time.perf_counter() - t0
 

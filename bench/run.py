@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from bench.config import CONF_DIR, PromptEntry, RunConfig, register_schemas, to_run_config, validate
-from bench.models.base import build_backbone
+from bench.models.base import build_backbone, resolve_path
 from bench.records import (
     atomic_write_text,
     is_finished,
@@ -43,9 +43,10 @@ register_schemas()
 
 
 def run_key(run: RunConfig, prompt: PromptEntry) -> dict:
-    """What determines a run's frames: model, method, prompt, seed and sampler settings."""
+    """What determines a run's frames: model (and its weights' digest), method, prompt, seed, sampler."""
     return {
         "model": asdict(run.model),
+        "weights_sha1": file_digest(resolve_path(run.model.checkpoint)) if run.model.checkpoint else None,
         "method": run.method.params(),
         "prompt": asdict(prompt),
         "seed": run.seed,

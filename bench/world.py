@@ -275,11 +275,6 @@ def simulate(timeline: list[tuple[int, str]], num_frames: int, seed: int) -> Wor
     )
 
 
-def seconds_timeline(timeline: list[tuple[float, str]], fps: float) -> list[tuple[int, str]]:
-    """[(start second, prompt)] -> [(start frame, prompt)]."""
-    return [(int(round(at * fps)), prompt) for at, prompt in timeline]
-
-
 def random_scene(rng: np.random.Generator, split: str = "train") -> Scene:
     """A random prompt of the given split ('train' never contains a held-out pair)."""
     while True:

@@ -53,7 +53,11 @@ def ragged_attention_reference(
         sl = cache.head_slice(h)
         keys = torch.cat((cache_k[:, sl], k_self_rot[:, h]), dim=1)  # [B, n_h + Nq, D]
         values = torch.cat((cache_v[:, sl], v_self[:, h].to(work)), dim=1)
-        probs = torch.softmax(q_rot[:, h] @ keys.transpose(1, 2) * scale, dim=-1)  # [B, Nq, n_h + Nq]
+        logits = q_rot[:, h] @ keys.transpose(1, 2) * scale  # [B, Nq, n_h + Nq]
+        if cache.bias is not None:
+            n_h = sl.stop - sl.start
+            logits[..., :n_h] += cache.bias[sl].to(work)
+        probs = torch.softmax(logits, dim=-1)
         out[:, h] = (probs @ values).to(q.dtype)
         if mass is not None:
             n_h = sl.stop - sl.start

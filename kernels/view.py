@@ -17,8 +17,11 @@ class RaggedKV:
     the positions of the current chunk's frames, per head (head-wise re-encoding may
     place each head's queries differently).
 
+    ``bias`` (optional) is added to each entry's attention logit: log(w) for an entry that
+    stands for w merged raw entries.
+
     Shapes: k, v [B, N, D]; pos [N] (int64); offsets [H + 1] (int64, on the CPU);
-    q_pos [H, F] (int64), F = frames per chunk.
+    q_pos [H, F] (int64), F = frames per chunk; bias [N] (float32) or None.
     """
 
     k: torch.Tensor
@@ -26,6 +29,7 @@ class RaggedKV:
     pos: torch.Tensor
     offsets: torch.Tensor
     q_pos: torch.Tensor
+    bias: torch.Tensor | None = None
 
     @property
     def heads(self) -> int:

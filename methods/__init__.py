@@ -11,7 +11,7 @@ import pkgutil
 
 from methods.base import METHODS, CacheMethod, MethodConfig, build_method
 
-_INFRA = {"base", "bounded"}
+_INFRA = {"base", "bounded", "scored"}
 
 for _info in pkgutil.iter_modules(__path__):
     if _info.name not in _INFRA and not _info.name.startswith("_"):

@@ -16,6 +16,7 @@ attention mass (``needs_attention_mass`` / ``observe_attention``).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, fields
 
 import torch
@@ -35,8 +36,9 @@ KIND_NAMES = {KIND_RAW: "raw", KIND_SINK: "sink", KIND_MERGED: "merged"}
 class LayerStore:
     """Packed per-head cache entries of one layer.
 
-    k, v: [B, N, D]; frame, spatial, head: [N] int64; kind: [N] int8; weight: [N] float32;
-    offsets: [H + 1] int64 on the CPU. Tensors are reallocated (not viewed) when entries
+    k, v: [B, N, D]; frame, spatial, head: [N] int64; kind: [N] int8; weight: [N] float32
+    (raw entries a merged entry stands for); score: [N] float32 (attention an entry has
+    received, for score-based methods); offsets: [H + 1] int64 on the CPU. Tensors are reallocated (not viewed) when entries
     are dropped, so ``nbytes`` is what is really allocated.
     """
 
@@ -49,6 +51,7 @@ class LayerStore:
         self.head = torch.empty_like(self.frame)
         self.kind = torch.empty(0, dtype=torch.int8, device=device)
         self.weight = torch.empty(0, dtype=torch.float32, device=device)
+        self.score = torch.empty(0, dtype=torch.float32, device=device)
         self.offsets = torch.zeros(heads + 1, dtype=torch.long)
 
     def __len__(self) -> int:
@@ -68,16 +71,18 @@ class LayerStore:
     def _take(self, index: torch.Tensor) -> None:
         for name in ("k", "v"):
             setattr(self, name, getattr(self, name).index_select(1, index))
-        for name in ("frame", "spatial", "head", "kind", "weight"):
+        for name in ("frame", "spatial", "head", "kind", "weight", "score"):
             setattr(self, name, getattr(self, name).index_select(0, index))
         counts = torch.bincount(self.head.cpu(), minlength=self.heads)
         self.offsets = torch.cat((torch.zeros(1, dtype=torch.long), counts.cumsum(0)))
 
     def append(self, k: torch.Tensor, v: torch.Tensor, frame: torch.Tensor, spatial: torch.Tensor,
-               kind: int = KIND_RAW, heads: torch.Tensor | None = None) -> None:
+               kind: int = KIND_RAW, heads: torch.Tensor | None = None,
+               weight: torch.Tensor | None = None) -> None:
         """Append new entries at the end of each selected head's segment.
 
-        k, v: [B, H, n, D]; frame, spatial: [n]; heads: [H] bool (default: all heads).
+        k, v: [B, H, n, D]; frame, spatial: [n]; heads: [H] bool (default: all heads);
+        weight: [n] raw entries each new entry stands for (default 1).
         """
         B, H, n, D = k.shape
         sel = torch.arange(H, device=k.device) if heads is None else heads.nonzero().flatten().to(k.device)
@@ -89,7 +94,9 @@ class LayerStore:
         self.spatial = torch.cat((self.spatial, spatial.to(self.frame.device).repeat(m)))
         self.head = torch.cat((self.head, new_head.to(self.head.device)))
         self.kind = torch.cat((self.kind, torch.full((m * n,), kind, dtype=torch.int8, device=self.kind.device)))
-        self.weight = torch.cat((self.weight, torch.ones(m * n, device=self.weight.device)))
+        w = torch.ones(n) if weight is None else weight.float().cpu()
+        self.weight = torch.cat((self.weight, w.repeat(m).to(self.weight.device)))
+        self.score = torch.cat((self.score, torch.zeros(m * n, device=self.score.device)))
         self._take(torch.argsort(self.head, stable=True))
 
     def keep(self, mask: torch.Tensor) -> None:
@@ -98,8 +105,18 @@ class LayerStore:
             return
         self._take(mask.nonzero().flatten())
 
+    def filtered(self, mask: torch.Tensor) -> LayerStore:
+        """A copy holding only the entries where ``mask`` [N] is True."""
+        out = copy.copy(self)
+        out._take(mask.nonzero().flatten())
+        return out
+
     def view(self, pos: torch.Tensor, q_pos: torch.Tensor) -> RaggedKV:
-        return RaggedKV(self.k, self.v, pos, self.offsets, q_pos)
+        """What the kernel reads; merged entries get a log-weight logit bias so that an entry
+        standing for w raw entries receives the attention mass w copies would."""
+        merged = bool((self.weight != 1).any())
+        bias = torch.log(self.weight) if merged else None
+        return RaggedKV(self.k, self.v, pos, self.offsets, q_pos, bias)
 
 
 @dataclass
@@ -189,6 +206,24 @@ class CacheMethod:
 
     def on_prompt_switch(self, chunk_start: int, prompt: str) -> None:
         """The prompt changes at ``chunk_start``; the backbone's context is replaced."""
+
+    def recache_chunks(self) -> list[int]:
+        """After a prompt switch: starts of earlier chunks whose K/V the rollout should
+        recompute under the new prompt (then passed to ``recache``). Default: none."""
+        return []
+
+    def recache(self, kv: list[tuple[torch.Tensor, torch.Tensor]], chunk_start: int) -> None:
+        """Replace stored K/V of the chunk at ``chunk_start`` by a recomputation."""
+        raise NotImplementedError(f"{type(self).__name__} asked for a re-cache it cannot store")
+
+    def views_before(self, chunk_start: int) -> list[RaggedKV]:
+        """Views holding only entries of frames before ``chunk_start`` (for re-caching it)."""
+        out = []
+        for layer, store in enumerate(self.layers):
+            part = store.filtered(store.frame < chunk_start)
+            pos, q_pos = self.positions(layer, part, chunk_start)
+            out.append(part.view(pos, q_pos))
+        return out
 
     def observe_attention(self, layer: int, mass: torch.Tensor) -> None:
         """Attention mass [N] of the layer's cache entries (if needs_attention_mass)."""

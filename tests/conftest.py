@@ -10,7 +10,7 @@ from bench.models.toy import ToyConfig, ToyDiT
 # A toy backbone small enough for unit tests: 16x16 frames, 16 tokens a frame, 2 layers x
 # 2 heads of head_dim 16, trained horizon 9 frames (3 chunks of 3).
 TINY = dict(frame_size=16, patch=4, dim=32, layers=2, heads=2, mlp_ratio=2, horizon_frames=9)
-TINY_OVERRIDES = [f"model.{k}={v}" for k, v in TINY.items()]
+TINY_OVERRIDES = [f"model.{k}={v}" for k, v in TINY.items()] + ["model.checkpoint=null"]
 
 
 @pytest.fixture
@@ -22,3 +22,43 @@ def tiny_cfg() -> ToyConfig:
 def tiny_model(tiny_cfg) -> ToyDiT:
     torch.manual_seed(0)
     return ToyDiT(tiny_cfg).eval()
+
+
+def tiny_role_map(path, layers=2, heads=2) -> str:
+    """A role map for the tiny backbone: one head of each role, the rest memory."""
+    import json
+
+    roles = [["local", "memory"], ["anchor", "memory"]][:layers]
+    local = [[0.9, 0.3], [0.2, 0.4]][:layers]
+    path.write_text(json.dumps({"model": "toy", "roles": roles,
+                                "stats": {"local_mass": local, "sink_mass": [[0.0, 0.5], [0.0, 0.1]]}}))
+    return str(path)
+
+
+def fast_configs(role_map: str) -> dict:
+    """A configuration of every registered method that fits the tiny backbone (horizon 9)."""
+    from methods.deep_forcing import DeepForcingConfig
+    from methods.full import FullConfig
+    from methods.head_forcing import HeadForcingConfig
+    from methods.infinity_rope import InfinityRopeConfig
+    from methods.sink import SinkConfig
+    from methods.sliding_window import SlidingWindowConfig
+    from methods.two_tier import TwoTierConfig
+    from methods.uniform import UniformConfig
+
+    return {
+        "full": FullConfig(),
+        "sliding_window": SlidingWindowConfig(budget_frames=4),
+        "sink": SinkConfig(sink_frames=1, budget_frames=4),
+        "uniform": UniformConfig(budget_frames=4, recent_frames=2),
+        "deep_forcing": DeepForcingConfig(budget_frames=5, sink_frames=2, recent_frames=2),
+        "infinity_rope": InfinityRopeConfig(budget_frames=4, sink_frames=1),
+        "two_tier": TwoTierConfig(role_map=role_map, budget_frames=4, small_sink_frames=1, small_recent_frames=1),
+        "head_forcing": HeadForcingConfig(role_map=role_map, budget_frames=4, local_frames=2, anchor_sink_frames=1,
+                                          anchor_window_frames=2, memory_window_frames=2, episode_max_frames=4),
+    }
+
+
+@pytest.fixture
+def role_map_file(tmp_path) -> str:
+    return tiny_role_map(tmp_path / "roles.json")

@@ -46,7 +46,7 @@ def test_issue_example_overrides():
     (["method=sink", "method.positions=relative"], "method.positions='relative': allowed: absolute, repacked"),
     (["sampler=ddim"], "sampler='ddim': allowed: euler, renoise"),
     (["steps=0"], "steps=0: allowed: >= 1"),
-    (["prompts.select=[nope]"], "prompts.select=['nope']: allowed ids: meadow, city"),
+    (["prompts.select=[nope]"], "prompts.select=['nope']: allowed ids: forest_blocks, forest_stripes"),
     (["prompts=missing_set"], "prompts='missing_set': no such prompts option; allowed:"),
 ])
 def test_bad_values_give_one_line_errors(overrides, expected):

@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def tiny_run(tmp_path, *extra):
-    (run,) = check_command_line([*TINY_OVERRIDES, "durations=[1,3]", "steps=1", "prompts.select=[meadow]",
+    (run,) = check_command_line([*TINY_OVERRIDES, "durations=[1,3]", "steps=1", "prompts=toy_smoke", "prompts.select=[forest_blocks]",
                                  f"out_dir={tmp_path}", "progress=false", *extra], multirun=False)
     return run
 
@@ -33,7 +33,7 @@ def test_run_writes_every_promised_file(tmp_path):
     run = tiny_run(tmp_path, "method=sink", "method.sink_frames=1", "method.budget_frames=4")
     (run_dir,) = execute(run)
     assert {p.name for p in run_dir.iterdir()} == FILES
-    assert run_dir.name.startswith("toy__sink__meadow__s0__")
+    assert run_dir.name.startswith("toy__sink__forest_blocks__s0__")
 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "ok" and summary["frames_generated"] == 12
@@ -93,7 +93,7 @@ def forcebench(*args, cwd):
 def test_cli_multirun_and_table(tmp_path):
     out = tmp_path / "runs"
     proc = forcebench("run", "-m", "method=sink,sliding_window", "method.budget_frames=3",
-                      *TINY_OVERRIDES, "durations=[1,2]", "steps=1", f"out_dir={out}", cwd=REPO)
+                      *TINY_OVERRIDES, "prompts=toy_smoke", "durations=[1,2]", "steps=1", f"out_dir={out}", cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert len([p for p in out.iterdir() if (p / "summary.json").exists()]) == 4  # 2 methods x 2 prompts
     proc = forcebench("table", str(out), cwd=REPO)

@@ -24,6 +24,15 @@ from bench.registry import Registry
 from kernels import RaggedKV, Rope3D
 
 MODELS = Registry("model")
+REPO_DIR = Path(__file__).resolve().parents[2]
+
+
+def resolve_path(path: str) -> Path:
+    """A user path; a relative one not found from the working directory is tried from the repository root."""
+    file = Path(path).expanduser()
+    if not file.is_absolute() and not file.exists() and (REPO_DIR / file).exists():
+        return REPO_DIR / file
+    return file
 
 # (layer, mass [N]) -> None: attention probability each cache entry received in one call.
 AttentionObserver = Callable[[int, torch.Tensor], None]
@@ -76,7 +85,7 @@ class ModelConfig:
     def check(self) -> None:
         """Checks done before any work: the configured checkpoint must exist."""
         if self.checkpoint:
-            file = Path(self.checkpoint).expanduser()
+            file = resolve_path(self.checkpoint)
             if not file.is_file():
                 raise ConfigError(
                     f"model.checkpoint={self.checkpoint!r}: file not found (looked at {file.resolve()})"
@@ -124,7 +133,7 @@ def load_checkpoint(module: nn.Module, path: str, key: str = "model.checkpoint")
     """Load a safetensors file into ``module``; every key must match (one-line errors)."""
     from safetensors.torch import load_file
 
-    file = Path(path).expanduser()
+    file = resolve_path(path)
     if not file.is_file():
         raise ConfigError(f"{key}={path!r}: file not found (looked at {file.resolve()})")
     state = load_file(str(file))

@@ -1,0 +1,204 @@
+"""Head Forcing: a cache per head role, episodic memory for memory heads, head-wise RoPE re-encoding.
+
+Roles come from a profile (results/head_roles/<model>.json, ``forcebench profile``):
+  local heads   keep the last ``local_frames`` frames;
+  anchor heads  keep the first ``anchor_sink_frames`` frames plus the last ``anchor_window_frames``;
+  memory heads  keep the last ``memory_window_frames`` frames plus an episodic memory of
+                everything older (methods/head_forcing/memory.py), with as many episodes
+                as the budget leaves (``budget_frames`` is the mean cached frames per head,
+                the same unit as the bounded baselines, so methods compare at equal KV bytes).
+Head-wise RoPE re-encoding gives each head's entries the positions 0..n-1 in time order
+(sink, episodes, window) and the current chunk the next ones, inside the trained horizon.
+At a prompt switch local and anchor heads re-cache their window under the new prompt
+(LongLive-style: the rollout recomputes those frames' K/V); memory keeps its episodes.
+
+Ablations (one override each): rope_reencode=false, episodic=false (memory heads become
+windows of the same size), roles=all_local|all_anchor|all_memory, roles=shuffled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bench.errors import ConfigError, require
+from bench.models.base import Geometry, resolve_path
+from methods.base import KIND_MERGED, KIND_RAW, KIND_SINK, METHODS, CacheMethod, LayerStore, MethodConfig
+from methods.bounded import check_absolute_fits, repacked_positions
+from methods.head_forcing.memory import Episode, EpisodicMemory
+from methods.head_forcing.roles import load_role_map
+
+ROLE_MODES = ("profiled", "all_local", "all_anchor", "all_memory", "shuffled")
+
+
+@dataclass
+class HeadForcingConfig(MethodConfig):
+    name: str = "head_forcing"
+    role_map: str = "results/head_roles/toy.json"
+    roles: str = "profiled"
+    shuffle_seed: int = 0
+    budget_frames: int = 12
+    budget_tokens: int | None = None
+    local_frames: int = 3
+    anchor_sink_frames: int = 3
+    anchor_window_frames: int = 3
+    memory_window_frames: int = 6
+    episode_threshold: float = 0.25
+    episode_max_frames: int = 12
+    episodic: bool = True
+    rope_reencode: bool = True
+    recache_on_switch: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.roles in ROLE_MODES, "method.roles", self.roles, f"allowed: {', '.join(ROLE_MODES)}")
+        for key in ("budget_frames", "local_frames", "anchor_sink_frames", "anchor_window_frames",
+                    "memory_window_frames", "episode_max_frames"):
+            require(getattr(self, key) >= 0, f"method.{key}", getattr(self, key), "allowed: >= 0")
+        require(0 <= self.episode_threshold <= 2, "method.episode_threshold", self.episode_threshold,
+                "a cosine distance; allowed: 0..2")
+
+    def load_roles(self, geometry: Geometry) -> np.ndarray:
+        """[L, H] role names, from the role map or the ablation setting."""
+        L, H = geometry.layers, geometry.heads
+        if self.roles.startswith("all_"):
+            return np.full((L, H), self.roles[4:], dtype=object)
+        file = resolve_path(self.role_map)
+        if not file.is_file():
+            raise ConfigError(f"method.role_map={self.role_map!r}: file not found (looked at {file.resolve()}); "
+                              f"create it with `forcebench profile`")
+        roles = np.array(load_role_map(file)["roles"], dtype=object)
+        if roles.shape != (L, H):
+            raise ConfigError(f"method.role_map={self.role_map!r} has {roles.shape[0]} x {roles.shape[1]} heads; "
+                              f"the model has {L} x {H}")
+        if self.roles == "shuffled":
+            flat = roles.flatten()
+            np.random.default_rng(self.shuffle_seed).shuffle(flat)
+            roles = flat.reshape(L, H)
+        return roles
+
+    def episodes_per_memory_head(self, geometry: Geometry, roles: np.ndarray) -> int:
+        """Episodes each memory head may hold so that the total budget is met."""
+        total = (self.budget_tokens // geometry.tokens_per_frame if self.budget_tokens is not None
+                 else self.budget_frames * geometry.layers * geometry.heads)  # frames over all heads
+        n = {r: int((roles == r).sum()) for r in ("local", "anchor", "memory")}
+        used = n["local"] * self.local_frames + n["anchor"] * (self.anchor_sink_frames + self.anchor_window_frames)
+        if n["memory"] == 0:
+            return 0
+        per_memory = (total - used) // n["memory"] - self.memory_window_frames
+        if per_memory < 0:
+            raise ConfigError(f"method.budget_frames={self.budget_frames}: too small for the local and anchor caches "
+                              f"and memory windows of this role map")
+        if self.rope_reencode:  # every position must stay inside the trained horizon
+            per_memory = min(per_memory, geometry.horizon_frames - geometry.frames_per_chunk - self.memory_window_frames)
+        return per_memory
+
+    def check(self, geometry: Geometry, max_frames: int) -> None:
+        roles = self.load_roles(geometry)
+        self.episodes_per_memory_head(geometry, roles)
+        if not self.rope_reencode:
+            check_absolute_fits(geometry, max_frames, self.name)
+            return
+        room = geometry.horizon_frames - geometry.frames_per_chunk
+        for key, frames in (("local_frames", self.local_frames),
+                            ("anchor_sink_frames + anchor_window_frames", self.anchor_sink_frames + self.anchor_window_frames),
+                            ("memory_window_frames", self.memory_window_frames)):
+            if frames > room:
+                raise ConfigError(f"method.{key}={frames}: re-encoded positions must fit the trained horizon; "
+                                  f"allowed: <= {room}")
+
+
+@METHODS.register("head_forcing", config=HeadForcingConfig)
+class HeadForcing(CacheMethod):
+    config: HeadForcingConfig
+
+    def reset(self) -> None:
+        super().reset()
+        g = self.geometry
+        self.roles = self.config.load_roles(g)
+        self.capacity = self.config.episodes_per_memory_head(g, self.roles)
+        self.memory = EpisodicMemory(self.capacity, self.config.episode_threshold, self.config.episode_max_frames)
+        self.episodes: dict[tuple[int, int], list[tuple[int, int, bool]]] = {}  # (layer, head) -> metadata
+        self._recache: list[int] = []
+
+    def heads_with(self, layer: int, *roles: str) -> torch.Tensor:
+        return torch.tensor([r in roles for r in self.roles[layer]])
+
+    def evict(self, layer: int, store: LayerStore) -> None:
+        c, now = self.config, self.frames_written
+        window = c.memory_window_frames if c.episodic else c.memory_window_frames + self.capacity
+        if c.episodic:
+            for h in np.flatnonzero(self.roles[layer] == "memory"):
+                self._compress(layer, int(h), store, now - window)
+        role = np.array(self.roles[layer])[store.head.cpu().numpy()]  # role of every entry
+        is_local, is_anchor, is_memory = (torch.from_numpy(role == r) for r in ("local", "anchor", "memory"))
+        raw = store.kind != KIND_MERGED
+        sink = is_anchor & (store.frame < c.anchor_sink_frames)
+        store.kind[sink] = KIND_SINK
+        keep = is_local & (store.frame >= now - c.local_frames)
+        keep |= is_anchor & (sink | (store.frame >= now - c.anchor_window_frames))
+        keep |= is_memory & (~raw | (store.frame >= now - window))
+        store.keep(keep)
+
+    def _frame_entries(self, store: LayerStore, head: int, frame: int, kind: int) -> torch.Tensor:
+        idx = ((store.head == head) & (store.frame == frame) & (store.kind == kind)).nonzero().flatten()
+        return idx[torch.argsort(store.spatial[idx])]
+
+    def _compress(self, layer: int, head: int, store: LayerStore, window_start: int) -> None:
+        """Move head ``head``'s raw frames older than ``window_start`` into its episodes."""
+        old = (store.head == head) & (store.kind == KIND_RAW) & (store.frame < window_start)
+        frames = torch.unique(store.frame[old]).tolist()
+        if not frames:
+            return
+        episodes = []
+        for first, count, is_open in self.episodes.get((layer, head), []):
+            idx = self._frame_entries(store, head, first, KIND_MERGED)
+            episodes.append(Episode(first, store.k[:, idx], store.v[:, idx], store.weight[idx], count, is_open))
+        for f in frames:
+            idx = self._frame_entries(store, head, f, KIND_RAW)
+            episodes = self.memory.add_frame(episodes, f, store.k[:, idx], store.v[:, idx])
+        self.episodes[(layer, head)] = [(e.first_frame, e.frames, e.open) for e in episodes]
+        store.keep(~(old | ((store.head == head) & (store.kind == KIND_MERGED))))
+        for e in episodes:
+            H = store.heads
+            k = torch.zeros(e.k.shape[0], H, *e.k.shape[1:], dtype=store.k.dtype)
+            v = torch.zeros_like(k)
+            k[:, head], v[:, head] = e.k, e.v
+            n = e.k.shape[1]
+            store.append(k, v, torch.full((n,), e.first_frame), torch.arange(n), kind=KIND_MERGED,
+                         heads=torch.arange(H) == head, weight=e.weight)
+
+    def positions(self, layer, store, chunk_start):
+        if self.config.rope_reencode:
+            return repacked_positions(store, self.geometry.frames_per_chunk)
+        return super().positions(layer, store, chunk_start)
+
+    # -- prompt switches: re-cache the local and anchor heads' windows --------------------
+    def on_prompt_switch(self, chunk_start: int, prompt: str) -> None:
+        if not self.config.recache_on_switch:
+            return
+        F = self.geometry.frames_per_chunk
+        window = max(self.config.local_frames, self.config.anchor_window_frames)
+        first = max(0, chunk_start - window) // F * F
+        self._recache = list(range(first, chunk_start, F))
+
+    def recache_chunks(self) -> list[int]:
+        chunks, self._recache = self._recache, []
+        return chunks
+
+    def recache(self, kv: list[tuple[torch.Tensor, torch.Tensor]], chunk_start: int) -> None:
+        """Replace the local and anchor heads' K/V of frames [chunk_start, +F) by ``kv``."""
+        g = self.geometry
+        for layer, (store, (k, v)) in enumerate(zip(self.layers, kv)):
+            for h in self.heads_with(layer, "local", "anchor").nonzero().flatten().tolist():
+                for f in range(g.frames_per_chunk):
+                    frame = chunk_start + f
+                    idx = ((store.head == h) & (store.frame == frame) & (store.kind != KIND_MERGED)).nonzero().flatten()
+                    if len(idx) == 0:
+                        continue
+                    idx = idx[torch.argsort(store.spatial[idx])]
+                    tokens = slice(f * g.tokens_per_frame, (f + 1) * g.tokens_per_frame)
+                    store.k[:, idx] = k[:, h, tokens].to(store.k.dtype)
+                    store.v[:, idx] = v[:, h, tokens].to(store.v.dtype)

@@ -1,0 +1,91 @@
+"""Two-tier head-wise cache (DuoAttention / RLKV style).
+
+Heads are ranked by a criticality score from the profile (the attention mass they put
+beyond the last ``local_frames`` frames, i.e. 1 - local mass); the top
+``critical_fraction`` keep a long window, every other head a small constant cache of
+``small_sink_frames`` sink frames plus ``small_recent_frames`` recent frames. The long
+window takes what the budget (mean ``budget_frames`` per head) leaves; with repacked
+positions it is capped so that positions stay inside the trained horizon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bench.errors import ConfigError, require
+from bench.models.base import Geometry, resolve_path
+from methods.base import KIND_SINK, METHODS, CacheMethod, LayerStore
+from methods.bounded import BoundedConfig, repacked_positions
+from methods.head_forcing.roles import load_role_map
+
+
+@dataclass
+class TwoTierConfig(BoundedConfig):
+    name: str = "two_tier"
+    role_map: str = "results/head_roles/toy.json"
+    critical_fraction: float = 0.25
+    small_sink_frames: int = 1
+    small_recent_frames: int = 3
+    positions: str = "repacked"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(0 <= self.critical_fraction <= 1, "method.critical_fraction", self.critical_fraction,
+                "allowed: 0..1")
+
+    def critical(self, geometry: Geometry) -> np.ndarray:
+        """[L, H] bool: the heads that keep the long window."""
+        file = resolve_path(self.role_map)
+        if not file.is_file():
+            raise ConfigError(f"method.role_map={self.role_map!r}: file not found (looked at {file.resolve()}); "
+                              f"create it with `forcebench profile`")
+        score = 1 - np.array(load_role_map(file)["stats"]["local_mass"])
+        if score.shape != (geometry.layers, geometry.heads):
+            raise ConfigError(f"method.role_map={self.role_map!r} has {score.shape} heads; the model has "
+                              f"{(geometry.layers, geometry.heads)}")
+        n = int(round(self.critical_fraction * score.size))
+        chosen = np.zeros(score.size, bool)
+        chosen[np.argsort(-score.flatten(), kind="stable")[:n]] = True
+        return chosen.reshape(score.shape)
+
+    def long_window(self, geometry: Geometry, n_critical: int) -> int:
+        heads = geometry.layers * geometry.heads
+        small = self.small_sink_frames + self.small_recent_frames
+        window = (self.frames(geometry) * heads - (heads - n_critical) * small) // max(n_critical, 1)
+        if self.positions == "repacked":
+            window = min(window, geometry.horizon_frames - geometry.frames_per_chunk)
+        if window < 0:
+            raise ConfigError(f"method.budget_frames={self.budget_frames}: too small for the small caches")
+        return window
+
+    def check(self, geometry: Geometry, max_frames: int) -> None:
+        if self.positions == "absolute":
+            super().check(geometry, max_frames)
+        self.long_window(geometry, int(self.critical(geometry).sum()))
+
+
+@METHODS.register("two_tier", config=TwoTierConfig)
+class TwoTier(CacheMethod):
+    config: TwoTierConfig
+
+    def reset(self) -> None:
+        super().reset()
+        self.is_critical = self.config.critical(self.geometry)
+        self.window = self.config.long_window(self.geometry, int(self.is_critical.sum()))
+
+    def evict(self, layer: int, store: LayerStore) -> None:
+        c, now = self.config, self.frames_written
+        critical = torch.from_numpy(self.is_critical[layer][store.head.cpu().numpy()])
+        sink = ~critical & (store.frame < c.small_sink_frames)
+        store.kind[sink] = KIND_SINK
+        keep = critical & (store.frame >= now - self.window)
+        keep |= ~critical & (sink | (store.frame >= now - c.small_recent_frames))
+        store.keep(keep)
+
+    def positions(self, layer, store, chunk_start):
+        if self.config.positions == "repacked":
+            return repacked_positions(store, self.geometry.frames_per_chunk)
+        return super().positions(layer, store, chunk_start)

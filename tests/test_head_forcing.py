@@ -1,0 +1,161 @@
+"""Head Forcing: roles, episodic memory, per-role caches, re-encoding, prompt switches, profiling."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bench.errors import ConfigError
+from bench.rollout import generate
+from bench.sampler import FlowSampler
+from conftest import fast_configs
+from methods import build_method
+from methods.base import KIND_MERGED, KIND_SINK
+from methods.head_forcing.memory import Episode, EpisodicMemory, merge
+from methods.head_forcing.profile import ProfileConfig, profile_heads, role_map_json, write_role_map
+from methods.head_forcing.roles import RoleThresholds, agreement, classify, counts
+
+
+def test_role_classification_on_synthetic_statistics():
+    # distance 0..5; three heads: fixated on the start, on the recent past, spread out
+    mass = np.array([[[0.5, 0.3, 0.1, 0.05, 0.03, 0.02],
+                      [0.6, 0.3, 0.05, 0.03, 0.01, 0.01],
+                      [0.1, 0.1, 0.1, 0.1, 0.3, 0.3]]])
+    sink = np.array([[0.6, 0.01, 0.1]])
+    roles = classify(sink, mass, RoleThresholds(anchor_sink_mass=0.3, local_mass=0.8, local_frames=3))
+    assert roles.tolist() == [["anchor", "local", "memory"]]
+    assert counts(roles) == {"local": 1, "anchor": 1, "memory": 1}
+    assert agreement(roles, np.array([["anchor", "memory", "memory"]])) == pytest.approx(2 / 3)
+
+
+def episode(frame, k, weight=None):
+    w = torch.ones(k.shape[1]) if weight is None else weight
+    return Episode(frame, k, k * 2, w)
+
+
+def test_merge_preserves_weight_and_gives_weighted_means():
+    a = episode(0, torch.full((1, 4, 2), 1.0), torch.full((4,), 3.0))
+    b = episode(5, torch.full((1, 4, 2), 5.0))
+    m = merge(a, b)
+    assert torch.equal(m.weight, torch.full((4,), 4.0))
+    torch.testing.assert_close(m.k, torch.full((1, 4, 2), (3 * 1.0 + 5.0) / 4))
+    torch.testing.assert_close(m.v, torch.full((1, 4, 2), (3 * 2.0 + 10.0) / 4))
+    assert m.first_frame == 0 and m.frames == 2
+
+
+def test_episodes_close_on_change_and_stay_bounded():
+    mem = EpisodicMemory(capacity=3, threshold=0.1, max_frames=100)
+    g = torch.Generator().manual_seed(0)
+    scenes = [torch.randn(1, 4, 8, generator=g) for _ in range(6)]
+    episodes = []
+    total_frames = 0
+    for scene in scenes:  # each scene lasts 3 frames of nearly identical content
+        for _ in range(3):
+            episodes = mem.add_frame(episodes, total_frames, scene + 0.01 * torch.randn(1, 4, 8, generator=g), scene)
+            total_frames += 1
+            assert len(episodes) <= 3
+    assert sum(float(e.weight.sum()) for e in episodes) == total_frames * 4  # nothing is lost
+    assert [e.first_frame for e in episodes] == sorted(e.first_frame for e in episodes)
+    small = EpisodicMemory(capacity=10, threshold=0.1, max_frames=100)
+    eps = []
+    for f in range(6):
+        eps = small.add_frame(eps, f, scenes[f // 3], scenes[f // 3])
+    assert [e.frames for e in eps] == [3, 3]  # one episode per scene
+
+
+def test_head_forcing_invariants(tiny_model, role_map_file):
+    cfg = fast_configs(role_map_file)["head_forcing"]
+    g = tiny_model.geometry
+    tpf = g.tokens_per_frame
+    method = build_method(cfg, g)
+    # budget 4 frames x 4 heads = 16; local 2 + anchor 1+2 leave 11 for 2 memory heads: 5 each,
+    # minus the 2-frame window = 3 episodes (the horizon would allow 9 - 3 - 2 = 4)
+    assert method.capacity == 3
+    roles = [["local", "memory"], ["anchor", "memory"]]
+
+    def check(m, rec):
+        now = rec.frame_end
+        for layer, store in enumerate(m.layers):
+            for h in range(2):
+                sl = store.head_slice(h)
+                frames, kind = store.frame[sl], store.kind[sl]
+                role = roles[layer][h]
+                if role == "local":
+                    assert set(frames.tolist()) <= set(range(now - cfg.local_frames, now))
+                elif role == "anchor":
+                    sink = list(range(min(cfg.anchor_sink_frames, now)))
+                    assert sink == sorted(set(frames[kind == KIND_SINK].tolist()))
+                else:
+                    raw = frames[kind != KIND_MERGED]
+                    assert set(raw.tolist()) <= set(range(now - cfg.memory_window_frames, now))
+                    merged = kind == KIND_MERGED
+                    assert int(merged.sum()) <= m.capacity * tpf
+                    evicted = max(0, now - cfg.memory_window_frames) * tpf
+                    assert float(store.weight[sl][merged].sum()) == evicted  # weight preserved
+        for view in m.views(now):
+            assert int(view.q_pos.max()) < g.horizon_frames  # re-encoded positions stay in range
+
+    generate(tiny_model, method, [(0.0, "a red ball")], 90, seed=0, sampler=FlowSampler(steps=1),
+             on_chunk=lambda rec: check(method, rec))
+
+
+def test_prompt_switch_recaches_local_and_anchor_heads(tiny_model, role_map_file):
+    cfg = fast_configs(role_map_file)["head_forcing"]
+    g = tiny_model.geometry
+    method = build_method(cfg, g)
+    snapshots = {}
+    inner = method.recache
+
+    def spy(kv, start):
+        snapshots[start] = [s.k.clone() for s in method.layers]
+        snapshots[(start, "layout")] = (method.layers[1].head.clone(), method.layers[1].frame.clone())
+        inner(kv, start)
+        snapshots[(start, "after")] = [s.k.clone() for s in method.layers]
+
+    method.recache = spy
+    generate(tiny_model, method, [(0.0, "red ball"), (3.0, "yellow ball")], 18, seed=0, sampler=FlowSampler(steps=1))
+    assert sorted(k for k in snapshots if isinstance(k, int)) == [9]  # switch at frame 12; window of 2 -> chunk 9
+    before, after = snapshots[9], snapshots[(9, "after")]
+    # layer 0's keys do not depend on the prompt (cross-attention comes after self-attention);
+    # in layer 1 the anchor head (0) is re-cached under the new prompt, the memory head (1) is not
+    head, frame = snapshots[(9, "layout")]
+    anchor = (head == 0) & (frame >= 9) & (frame < 12)
+    memory = head == 1
+    assert (before[1][:, anchor] - after[1][:, anchor]).abs().max() > 1e-4
+    assert torch.equal(before[1][:, memory], after[1][:, memory])
+
+
+def test_ablations_are_one_override(role_map_file, tiny_model):
+    g = tiny_model.geometry
+    base = fast_configs(role_map_file)["head_forcing"]
+    for override in ({"rope_reencode": False}, {"episodic": False}, {"roles": "all_memory"}, {"roles": "shuffled"}):
+        cfg = type(base)(**{**base.params(), **override})
+        method = build_method(cfg, g)
+        generate(tiny_model, method, [(0.0, "a")], 30, seed=0, sampler=FlowSampler(steps=1))
+        if override.get("episodic") is False:
+            assert all((s.kind != KIND_MERGED).all() for s in method.layers)
+    shuffled = build_method(type(base)(**{**base.params(), "roles": "shuffled", "shuffle_seed": 3}), g)
+    assert sorted(shuffled.roles.flatten().tolist()) == sorted(["local", "anchor", "memory", "memory"])
+
+
+def test_missing_role_map_is_a_clear_error(tiny_cfg, tmp_path):
+    cfg = fast_configs(str(tmp_path / "none.json"))["head_forcing"]
+    with pytest.raises(ConfigError, match="create it with `forcebench profile`"):
+        cfg.check(tiny_cfg.geometry(), 30)
+
+
+def test_profiling_writes_a_valid_role_map(tiny_model, tmp_path):
+    thresholds = RoleThresholds(anchor_sink_mass=0.2, local_mass=0.6)
+    result = profile_heads(tiny_model, ProfileConfig(prompts=1, seeds=1, steps=1), thresholds)
+    role_map = role_map_json("toy", result, ProfileConfig(), thresholds, None)
+    out = tmp_path / "roles" / "toy.json"
+    write_role_map(out, role_map)
+    data = json.loads(out.read_text())
+    mass = np.array(data["stats"]["mass_by_distance"])
+    assert mass.shape == (2, 2, 9)
+    np.testing.assert_allclose(mass.sum(-1), 1.0, atol=1e-6)  # a distribution per head
+    assert np.array(data["roles"]).shape == (2, 2) and sum(data["counts"].values()) == 4
+    assert out.with_suffix(".png").stat().st_size > 1000

@@ -1,0 +1,70 @@
+"""Oracle metrics: ground truth scores perfectly; damaged videos score lower as expected."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.world import simulate
+from metrics.oracle import PSNR_CAP, oracle_scores
+
+PROMPT = "forest bricks, red cross bouncing, white ring sliding, camera pans right"
+
+
+@pytest.fixture(scope="module")
+def video():
+    return simulate([(0, PROMPT)], 120, seed=3)
+
+
+def test_ground_truth_scores_perfectly(video):
+    s = oracle_scores(video.frames, video, 0, 120)
+    assert s["palette_fidelity"] == 1.0 and s["spurious_colours"] == 0.0
+    assert s["sprite_presence_ratio"] == 1.0 and s["sprite_presence"] > 0
+    assert s["background_psnr"] == PSNR_CAP and s["psnr_gt"] == PSNR_CAP
+    assert s["pan_consistency"] == 1.0
+    assert s["revisit_psnr_within"] == PSNR_CAP and s["revisit_psnr_beyond"] == PSNR_CAP
+    assert s["revisits_within"] > 0 and s["revisits_beyond"] > 0
+
+
+def test_another_sample_of_the_same_world(video):
+    """Another seed: same palette, layout and motion; landmarks and starts differ."""
+    other = simulate([(0, PROMPT)], 120, seed=4)
+    s = oracle_scores(other.frames, video, 0, 120)
+    assert s["palette_fidelity"] == 1.0 and s["pan_consistency"] == 1.0
+    assert 18 < s["background_psnr"] < 30  # landmarks are seed-random
+    assert s["psnr_gt"] < 15
+
+
+def test_colour_shift_loses_palette_and_sprites(video):
+    s = oracle_scores(np.clip(video.frames + 0.3, 0, 1), video, 0, 120)
+    assert s["palette_fidelity"] == 0.0
+    assert s["sprite_presence_ratio"] < 0.5  # red and the palette are gone; white survives
+    assert s["background_psnr"] < 12
+
+
+def test_frozen_video_does_not_pan(video):
+    s = oracle_scores(np.repeat(video.frames[:1], 120, axis=0), video, 0, 120)
+    assert s["pan_consistency"] == 0.0
+    assert s["psnr_gt"] < 20
+    assert s["revisits_beyond"] == 0  # the view never leaves, so nothing is revisited
+
+
+def test_shuffled_video_breaks_pan_and_revisits(video):
+    order = np.random.default_rng(0).permutation(120)
+    s = oracle_scores(video.frames[order], video, 0, 120)
+    assert s["pan_consistency"] < 0.2
+    assert s["palette_fidelity"] == 1.0  # every frame is still a valid frame
+
+
+def test_spurious_colour_is_detected(video):
+    frames = video.frames.copy()
+    frames[:60, :, 0:4, 0:4] = np.array([0.1, 0.9, 0.95])[:, None, None]  # a cyan blob
+    s = oracle_scores(frames, video, 0, 120)
+    assert s["spurious_colours"] == pytest.approx(0.5)
+
+
+def test_revisit_split_by_window(video):
+    within = oracle_scores(video.frames, video, 0, 120, window=12)
+    wide = oracle_scores(video.frames, video, 0, 120, window=200)
+    assert wide["revisits_beyond"] == 0
+    assert wide["revisits_within"] == within["revisits_within"] + within["revisits_beyond"]
