@@ -5,6 +5,7 @@
     forcebench train backbone|encoder [...]    train the toy backbone / the toy-clip encoder
     forcebench evaluate-toy [...]              acceptance measurements of the toy backbone
     forcebench profile [...]                   head roles of the toy backbone (Head Forcing)
+    forcebench compare [...]                   all cache methods at equal KV budget on the toy world
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def cmd_profile(argv: list[str]) -> int:
     return profile_main(argv)
 
 
+def cmd_compare(argv: list[str]) -> int:
+    from bench.compare_methods import main as compare_main
+
+    return compare_main(argv)
+
+
 def cmd_evaluate_toy(argv: list[str]) -> int:
     from bench.evaluate_toy import main as evaluate_main
 
@@ -80,7 +87,7 @@ def cmd_evaluate_toy(argv: list[str]) -> int:
 
 
 COMMANDS = {"run": cmd_run, "table": cmd_table, "train": cmd_train, "evaluate-toy": cmd_evaluate_toy,
-            "profile": cmd_profile}
+            "profile": cmd_profile, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

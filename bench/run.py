@@ -25,6 +25,7 @@ from bench.config import CONF_DIR, PromptEntry, RunConfig, register_schemas, to_
 from bench.models.base import build_backbone, resolve_path
 from bench.records import (
     atomic_write_text,
+    file_digest,
     is_finished,
     provenance,
     run_name,

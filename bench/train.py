@@ -71,7 +71,9 @@ def chunk_timesteps(rng: np.random.Generator, batch: int, chunks: int, frames_pe
 
 def loss_on_batch(model: ToyDiT, x0: torch.Tensor, prompts: list[str], t: torch.Tensor,
                   noise: torch.Tensor, context_noise: torch.Tensor) -> torch.Tensor:
-    """Teacher-forcing flow-matching loss. x0, noise: [B, T, C, H, W]; t: [B, T]."""
+    """Teacher-forcing flow-matching loss. x0, noise: [B, T, C, H, W]; t: [B, T].
+
+    The loss is on what the network predicts: x0 (MSE to the clean frames) or the velocity."""
     B, T = t.shape
     F = model.geometry.frames_per_chunk
     tt = t[:, :, None, None, None]
@@ -81,8 +83,9 @@ def loss_on_batch(model: ToyDiT, x0: torch.Tensor, prompts: list[str], t: torch.
     times = torch.cat((torch.zeros(B, T), t), dim=1)
     pos = torch.arange(T).repeat(2)
     context = model.encode_prompts(prompts)
-    velocity = model.forward_sequence(seq, times, context, pos, teacher_forcing_mask(T, F))[:, T:]
-    return ((velocity - (noise - x0)) ** 2).mean()
+    out = model.forward_sequence(seq, times, context, pos, teacher_forcing_mask(T, F), raw=True)[:, T:]
+    target = x0 if model.cfg.prediction == "x0" else noise - x0
+    return ((out - target) ** 2).mean()
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:

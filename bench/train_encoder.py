@@ -28,10 +28,10 @@ EVAL_SEED_BASE = 1_000_000  # evaluation seeds start here; training seeds stay b
 
 @dataclass
 class EncoderTrainConfig:
-    steps: int = 1500
-    videos: int = 48  # per batch
+    steps: int = 800
+    videos: int = 32  # per batch
     frames_per_video: int = 4
-    clip_frames: int = 40
+    clip_frames: int = 12
     lr: float = 2e-3
     seed: int = 0
     threads: int = 2

@@ -47,6 +47,17 @@ def ragged_attention_reference(
     k_self_rot = rope.rotate_temporal(k_self.to(work), q_pos.unsqueeze(0))
     cache_k = rope.rotate_temporal(cache.k.to(work), cache.pos.unsqueeze(0))
     cache_v = cache.v.to(work)
+    lengths = cache.lengths()
+    if bool((lengths == lengths[0]).all()):  # equal lengths: the same computation, batched over heads
+        n = int(lengths[0])
+        keys = torch.cat((cache_k.view(B, H, n, D), k_self_rot), dim=2)  # [B, H, n + Nq, D]
+        values = torch.cat((cache_v.view(B, H, n, D), v_self.to(work)), dim=2)
+        logits = q_rot @ keys.transpose(-1, -2) * scale  # [B, H, Nq, n + Nq]
+        if cache.bias is not None:
+            logits[..., :n] += cache.bias.view(H, n)[None, :, None, :].to(work)
+        probs = torch.softmax(logits, dim=-1)
+        mass = probs[..., :n].sum(dim=(0, 2)).flatten().float() if return_mass else None
+        return (probs @ values).to(q.dtype), mass
     out = torch.empty_like(q)
     mass = torch.zeros(cache.k.shape[1], dtype=torch.float32, device=q.device) if return_mass else None
     for h in range(H):

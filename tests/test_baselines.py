@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
+from conftest import fast_configs
 
 from bench.rollout import generate
 from bench.sampler import FlowSampler
-from conftest import fast_configs
 from methods import build_method
 from methods.base import KIND_SINK
 

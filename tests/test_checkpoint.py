@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY
 from safetensors.torch import save_file
 
 from bench.errors import ConfigError
 from bench.models.toy import ToyConfig, ToyDiT
-from conftest import TINY
 
 
 def outputs(model, seed=0):

@@ -28,8 +28,8 @@ def test_issue_example_overrides():
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    (["method=foo"], "method='foo': no such method option; allowed: full, sink, sliding_window"),
-    (["method.name=foo"], "method.name='foo' is not a registered method; allowed: full, sink, sliding_window"),
+    (["method=foo"], "method='foo': no such method option; allowed: deep_forcing, full, head_forcing, infinity_rope, sink"),
+    (["method.name=foo"], "method.name='foo' is not a registered method; allowed: deep_forcing, full, head_forcing"),
     (["method=sliding_window", "method.budget_frames=-1"], "method.budget_frames=-1: allowed: >= 0"),
     (["method=sink", "method.sink_frames=13"],
      "method.sink_frames=13: the sink must fit the budget; allowed: <= method.budget_frames=12"),

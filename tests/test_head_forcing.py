@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import fast_configs
 
 from bench.errors import ConfigError
 from bench.rollout import generate
 from bench.sampler import FlowSampler
-from conftest import fast_configs
 from methods import build_method
 from methods.base import KIND_MERGED, KIND_SINK
 from methods.head_forcing.memory import Episode, EpisodicMemory, merge

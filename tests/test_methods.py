@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import fast_configs
 
 from bench.errors import ConfigError
 from bench.rollout import generate
@@ -13,7 +14,6 @@ from methods.base import KIND_SINK, LayerStore
 from methods.full import FullConfig
 from methods.sink import SinkConfig
 from methods.sliding_window import SlidingWindowConfig
-from conftest import fast_configs
 
 FRAMES = 45  # 5x the tiny horizon of 9 frames
 

@@ -44,7 +44,7 @@ def dense_expected(q, ks, vs, q_pos, cache, theta):
     return torch.stack(outs, 1), torch.cat(masses)
 
 
-@pytest.mark.parametrize("lengths", [[0, 0], [1, 0, 7], [5, 33, 2, 0], [64, 1]])
+@pytest.mark.parametrize("lengths", [[0, 0], [1, 0, 7], [5, 33, 2, 0], [64, 1], [6, 6, 6]])
 def test_matches_dense(lengths):
     q, ks, vs, cache, q_pos = make_case(lengths)
     rope = Rope3D(16, 10000.0, 1024)
@@ -53,6 +53,21 @@ def test_matches_dense(lengths):
     assert out.shape == q.shape
     torch.testing.assert_close(out, exp_out, atol=1e-10, rtol=1e-10)
     torch.testing.assert_close(mass.double(), exp_mass, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("lengths", [[4, 4], [3, 5]])
+def test_bias_counts_like_repeated_entries(lengths):
+    """A log(w) bias on an entry gives the same output as w copies of it."""
+    q, ks, vs, cache, q_pos = make_case(lengths)
+    rope = Rope3D(16)
+    w = torch.tensor([3.0] + [1.0] * (sum(lengths) - 1), dtype=torch.float64)
+    biased = RaggedKV(cache.k, cache.v, cache.pos, cache.offsets, cache.q_pos, torch.log(w))
+    out, _ = ragged_attention_reference(q, ks, vs, q_pos, biased, rope)
+    rep = torch.tensor([0, 0] + list(range(sum(lengths))))  # entry 0 three times (head 0)
+    copies = RaggedKV(cache.k[:, rep], cache.v[:, rep], cache.pos[rep], cache.offsets + torch.tensor([0] + [2] * len(lengths)),
+                      cache.q_pos)
+    expected, _ = ragged_attention_reference(q, ks, vs, q_pos, copies, rope)
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=1e-10)
 
 
 def test_float32_output_dtype_and_dispatch():

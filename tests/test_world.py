@@ -8,8 +8,19 @@ import pytest
 from bench.errors import ConfigError
 from bench.models.toy import tokenize
 from bench.prompt_sets import load_prompt_set
-from bench.world import (CANVAS_TILES, HELDOUT_PAIRS, SHAPE_MASKS, SPRITE_COLOURS, TILE, VIEW_TILES, parse_prompt,
-                         random_scene, simulate, switched, vocabulary)
+from bench.world import (
+    CANVAS_TILES,
+    HELDOUT_PAIRS,
+    SHAPE_MASKS,
+    SPRITE_COLOURS,
+    TILE,
+    VIEW_TILES,
+    parse_prompt,
+    random_scene,
+    simulate,
+    switched,
+    vocabulary,
+)
 
 PROMPT = "desert dots, red cross bouncing, white ring sliding, camera pans left"
 

@@ -33,6 +33,8 @@ from bench.models.base import (
 )
 from kernels import RaggedKV, Rope3D, rope_split
 
+SHIPPED_WEIGHTS = "bench/models/weights/toy_dit.safetensors"
+
 
 @dataclass
 class ToyConfig(ModelConfig):
@@ -52,6 +54,7 @@ class ToyConfig(ModelConfig):
     rope_theta: float = 10000.0
     rope_max_positions: int = 1024
     shift: float = 1.0
+    prediction: str = "x0"  # what the network outputs: x0 (clean frames) or velocity
     init_seed: int = 0
 
     def __post_init__(self) -> None:
@@ -68,6 +71,8 @@ class ToyConfig(ModelConfig):
                 self.horizon_frames, f"must be a multiple of frames_per_chunk={self.frames_per_chunk}")
         require(self.fps > 0, "model.fps", self.fps, "must be > 0")
         require(self.shift > 0, "model.shift", self.shift, "must be > 0")
+        require(self.prediction in ("x0", "velocity"), "model.prediction", self.prediction,
+                "allowed: x0, velocity")
         require(self.rope_max_positions >= self.frame_size // self.patch, "model.rope_max_positions",
                 self.rope_max_positions, "must cover the patch grid")
 
@@ -225,15 +230,29 @@ class ToyDiT(Backbone):
         observer: AttentionObserver | None = None,
     ):
         attend = CachedSelfAttention(views, self.rope, self.geometry.tokens_per_frame, return_kv, observer)
-        velocity = self._run(x, t, context, attend)
-        return velocity, attend.kv
+        return self.velocity(x, t, self._run(x, t, context, attend)), attend.kv
 
     def forward_sequence(
-        self, x: torch.Tensor, t: torch.Tensor, context: dict[str, Any], frame_pos: torch.Tensor, mask: torch.Tensor
+        self, x: torch.Tensor, t: torch.Tensor, context: dict[str, Any], frame_pos: torch.Tensor,
+        mask: torch.Tensor, raw: bool = False,
     ) -> torch.Tensor:
         """Dense forward over a whole sequence of frames with a frame-level mask.
 
         x: [B, T, C, H, W]; t: [B, T]; frame_pos: [T] temporal positions; mask: [T, T].
+        Returns the velocity, or with ``raw`` what the network predicts (``cfg.prediction``).
         """
         attend = MaskedSelfAttention(frame_pos, mask, self.rope, self.geometry.tokens_per_frame)
-        return self._run(x, t, context, attend)
+        out = self._run(x, t, context, attend)
+        return out if raw else self.velocity(x, t, out)
+
+    def velocity(self, x: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Network output -> velocity. An x0 prediction gives v = (x_t - x0) / t, so that an
+        Euler step to t' lands on (1 - t'/t) x0 + (t'/t) x_t, exactly x0 at t' = 0.
+
+        Pixel patches (8 x 8 x 3 = 192 values) are wider than the model (96): predicting the
+        clean frame, which is low-dimensional, works where predicting noise cannot.
+        """
+        if self.cfg.prediction == "velocity":
+            return out
+        t = t[:, :, None, None, None].to(x.dtype)
+        return (x - out) / torch.where(t > 0, t, torch.ones_like(t))  # t = 0: the clean pass, unused

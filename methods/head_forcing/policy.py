@@ -25,7 +25,15 @@ import torch
 
 from bench.errors import ConfigError, require
 from bench.models.base import Geometry, resolve_path
-from methods.base import KIND_MERGED, KIND_RAW, KIND_SINK, METHODS, CacheMethod, LayerStore, MethodConfig
+from methods.base import (
+    KIND_MERGED,
+    KIND_RAW,
+    KIND_SINK,
+    METHODS,
+    CacheMethod,
+    LayerStore,
+    MethodConfig,
+)
 from methods.bounded import check_absolute_fits, repacked_positions
 from methods.head_forcing.memory import Episode, EpisodicMemory
 from methods.head_forcing.roles import load_role_map
