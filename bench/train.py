@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import save as safetensors_save
 from tqdm import tqdm
 
+from bench.cli_args import add_fields, build
 from bench.models.attention import teacher_forcing_mask
 from bench.models.toy import ToyConfig, ToyDiT
 from bench.records import atomic_write_bytes, write_json
@@ -162,8 +163,7 @@ def main(argv: list[str]) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="forcebench train backbone")
-    for f in TrainConfig.__dataclass_fields__.values():
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    add_fields(parser, TrainConfig)
     parser.add_argument("--out", default="bench/models/weights/toy_dit.safetensors")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing training state")
     parser.add_argument("--model", nargs="*", default=[], help="model overrides key=value (sizes)")
@@ -171,7 +171,7 @@ def main(argv: list[str]) -> int:
     fields = ToyConfig.__dataclass_fields__
     overrides = {k: type(fields[k].default)(v) for k, v in (o.split("=", 1) for o in args.model)}
     model_cfg = ToyConfig(**overrides)
-    cfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__})
+    cfg = build(TrainConfig, args)
     log = train_backbone(model_cfg, cfg, Path(args.out), resume=not args.fresh)
     print(json.dumps(log, indent=2))
     return 0

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from safetensors.torch import save as safetensors_save
 from tqdm import tqdm
 
+from bench.cli_args import add_fields, build
 from bench.records import atomic_write_bytes, write_json
 from bench.world import random_scene, simulate
 from metrics.encoders import ToyClip, ToyClipConfig
@@ -118,12 +119,11 @@ def main(argv: list[str]) -> int:
     from bench.prompt_sets import load_prompt_set
 
     parser = argparse.ArgumentParser(prog="forcebench train encoder")
-    for f in EncoderTrainConfig.__dataclass_fields__.values():
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    add_fields(parser, EncoderTrainConfig)
     parser.add_argument("--out", default="bench/models/weights/toy_clip.safetensors")
     parser.add_argument("--prompts", default="toy", help="prompt set whose prompts are retrieved")
     args = parser.parse_args(argv)
-    cfg = EncoderTrainConfig(**{k: getattr(args, k) for k in EncoderTrainConfig.__dataclass_fields__})
+    cfg = build(EncoderTrainConfig, args)
     entries = load_prompt_set(args.prompts).prompts
     log = train_encoder(cfg, Path(args.out), [e.text for e in entries], [e.split for e in entries])
     print(json.dumps(log, indent=2))

@@ -57,7 +57,9 @@ def test_multirun_expands_and_validates_every_job():
     runs = check_command_line(["method=full,sink", "seed=0,1"], multirun=True)
     assert [(r.method.name, r.seed) for r in runs] == [("full", 0), ("full", 1), ("sink", 0), ("sink", 1)]
     assert [r.method.name for r in check_command_line(["sweep=default"], multirun=True)] == [
-        "full", "sliding_window", "sink"]
+        "full", "sliding_window", "sink", "uniform", "deep_forcing", "infinity_rope", "two_tier", "head_forcing"]
+    equal = check_command_line(["sweep=equal_budget"], multirun=True)
+    assert len(equal) == 7 and {r.method.budget_frames for r in equal} == {16}
     # a bad value in any one job of the sweep fails the whole sweep up front
     assert "durations: 1200 frames" in error_of(["method=sink,full", "durations=[300]"], multirun=True)
 

@@ -109,3 +109,13 @@ def test_cli_bad_value_is_one_line_and_exit_2(tmp_path):
     assert proc.stderr.strip() == ("forcebench: error: method.sink_frames=99: the sink must fit the budget; "
                                    "allowed: <= method.budget_frames=12")
     assert not any(tmp_path.iterdir())  # nothing was started
+
+
+def test_cli_train_and_profile_options(tmp_path):
+    proc = forcebench("train", "backbone", "--help", cwd=REPO)
+    assert proc.returncode == 0 and "--max-minutes" in proc.stdout and "--grid-fraction" in proc.stdout
+    proc = forcebench("profile", "--help", cwd=REPO)
+    assert proc.returncode == 0 and "--anchor-sink-mass" in proc.stdout and "--compare-rng-seed" in proc.stdout
+    proc = forcebench("train", "unicorn", cwd=REPO)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "forcebench: error: train 'unicorn': unknown target; allowed: backbone, encoder"

@@ -155,22 +155,21 @@ def main(argv: list[str]) -> int:
     """``forcebench profile``: profile the toy backbone, write the role map and its heatmap."""
     import argparse
 
+    from bench.cli_args import add_fields, build
     from bench.models.toy import ToyConfig, ToyDiT
     from methods.head_forcing.roles import agreement
 
     parser = argparse.ArgumentParser(prog="forcebench profile")
     parser.add_argument("--weights", default="bench/models/weights/toy_dit.safetensors")
     parser.add_argument("--out", default="results/head_roles/toy.json")
-    for cls in (ProfileConfig, RoleThresholds):
-        for f in cls.__dataclass_fields__.values():
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    add_fields(parser, ProfileConfig, RoleThresholds)
     parser.add_argument("--compare-rng-seed", type=int, default=None,
                         help="profile again on disjoint prompts and seeds and report role agreement")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     model = ToyDiT(ToyConfig(checkpoint=args.weights)).eval()
-    cfg = ProfileConfig(**{k: getattr(args, k) for k in ProfileConfig.__dataclass_fields__})
-    thresholds = RoleThresholds(**{k: getattr(args, k) for k in RoleThresholds.__dataclass_fields__})
+    cfg = build(ProfileConfig, args)
+    thresholds = build(RoleThresholds, args)
     result = profile_heads(model, cfg, thresholds)
     role_map = role_map_json("toy", result, cfg, thresholds, args.weights)
     if args.compare_rng_seed is not None:
