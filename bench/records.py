@@ -55,6 +55,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def save_weights(path: Path, module: torch.nn.Module, metadata: dict[str, str] | None = None) -> None:
+    """A module's state dict as a safetensors file, written atomically."""
+    from safetensors.torch import save
+
+    weights = {k: v.detach().contiguous() for k, v in module.state_dict().items()}
+    atomic_write_bytes(path, save(weights, metadata=metadata))
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 

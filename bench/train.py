@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save as safetensors_save
 from tqdm import tqdm
 
 from bench.cli_args import add_fields, build
 from bench.models.attention import teacher_forcing_mask
 from bench.models.toy import ToyConfig, ToyDiT
-from bench.records import atomic_write_bytes, write_json
+from bench.records import atomic_write_bytes, save_weights, write_json
 from bench.sampler import FlowSampler
 from bench.world import random_scene, simulate
 
@@ -103,8 +102,7 @@ def save_state(path: Path, model: ToyDiT, opt: torch.optim.Optimizer, step: int,
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
                 "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "losses": losses}, buf)
     atomic_write_bytes(path.with_suffix(".state.pt"), buf.getvalue())
-    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(path, safetensors_save(weights, metadata={"step": str(step)}))
+    save_weights(path, model, metadata={"step": str(step)})
 
 
 def train_backbone(model_cfg: ToyConfig, cfg: TrainConfig, out: Path, resume: bool = True,

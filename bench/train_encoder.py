@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save as safetensors_save
 from tqdm import tqdm
 
 from bench.cli_args import add_fields, build
-from bench.records import atomic_write_bytes, write_json
+from bench.records import save_weights, write_json
 from bench.world import random_scene, simulate
 from metrics.encoders import ToyClip, ToyClipConfig
 
@@ -107,8 +106,7 @@ def train_encoder(cfg: EncoderTrainConfig, out: Path, eval_prompts: list[str], e
     seeds = [EVAL_SEED_BASE + s for s in range(3)]
     accuracy = accuracy_by_split(model, eval_prompts, eval_splits, seeds)
     out.parent.mkdir(parents=True, exist_ok=True)
-    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(out, safetensors_save(weights))
+    save_weights(out, model)
     log = {"minutes": (time.perf_counter() - start) / 60, "final_loss": float(np.mean(losses[-50:])),
            "retrieval_accuracy": accuracy, "eval_seeds": seeds, "train": asdict(cfg)}
     write_json(out.with_suffix(".train.json"), {**log, "losses": losses})

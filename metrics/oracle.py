@@ -62,11 +62,13 @@ def prompted_colours(gt: WorldVideo, t: int) -> list[str]:
     return list(gt.sprite_colours[t])
 
 
-def palette_fidelity(frames: np.ndarray, gt: WorldVideo) -> np.ndarray:
-    """Per frame: share of background pixels within PALETTE_TOL of a palette colour."""
+def palette_fidelity(frames: np.ndarray, gt: WorldVideo, sprite: np.ndarray | None = None) -> np.ndarray:
+    """Per frame: share of background pixels within PALETTE_TOL of a palette colour.
+
+    sprite: [T, H, W] ``any_sprite_colour(frames)`` if already computed."""
     palette = np.array(PALETTES[gt.palette], np.float32)  # [3, 3]
     dist = np.abs(frames[:, None] - palette[None, :, :, None, None]).max(axis=2).min(axis=1)  # [T, H, W]
-    background = ~any_sprite_colour(frames)
+    background = ~(any_sprite_colour(frames) if sprite is None else sprite)
     return np.array([(d[m] <= PALETTE_TOL).mean() if m.any() else 0.0 for d, m in zip(dist, background)])
 
 
@@ -95,12 +97,13 @@ def sprite_scores(frames: np.ndarray, gt: WorldVideo) -> dict[str, float]:
     }
 
 
-def best_offsets(frames: np.ndarray, canvas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def best_offsets(frames: np.ndarray, canvas: np.ndarray,
+                 sprite: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per frame: (best horizontal pixel offset into the canvas, PSNR there)."""
     T, _, H, W = frames.shape
     n = canvas.shape[2] - W + 1
     windows = np.stack([canvas[:, :, o:o + W] for o in range(n)])  # [n, 3, H, W]
-    keep = ~any_sprite_colour(frames)  # [T, H, W]
+    keep = ~(any_sprite_colour(frames) if sprite is None else sprite)  # [T, H, W]
     offsets, scores = np.zeros(T, np.int64), np.zeros(T)
     for t in range(T):
         err = ((windows - frames[t][None]) ** 2).mean(axis=1)  # [n, H, W]
@@ -120,10 +123,11 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def revisit_psnr(frames: np.ndarray, offsets: np.ndarray, window: int, first: int = 0) -> dict[str, float]:
+def revisit_psnr(frames: np.ndarray, offsets: np.ndarray, window: int, first: int = 0,
+                 sprite: np.ndarray | None = None) -> dict[str, float]:
     """PSNR between returns to an exact earlier view (by ``offsets``), split by how far back
     the most recent visit was. Frames before ``first`` count as visits, not as returns."""
-    sprite = any_sprite_colour(frames)
+    sprite = any_sprite_colour(frames) if sprite is None else sprite
     last_seen: dict[int, int] = {}
     within, beyond = [], []
     for t in range(len(frames)):
@@ -151,16 +155,17 @@ def oracle_scores(frames: np.ndarray, gt: WorldVideo, start: int = 0, stop: int 
         raise ValueError(f"frames up to {stop} requested but the ground truth has {gt.frames.shape[0]}")
     frames = np.asarray(frames[:stop], np.float32)
     part, gt_part = frames[start:], _slice(gt, start, stop)
-    offsets, bg_psnr = best_offsets(frames, gt.canvas)
+    sprite = any_sprite_colour(frames)  # shared by the three measures below
+    offsets, bg_psnr = best_offsets(frames, gt.canvas, sprite)
     steps = np.abs(np.diff(offsets[start:]))
     true_steps = np.abs(np.diff(gt.camera[start:stop])) * TILE
     return {
-        "palette_fidelity": float(palette_fidelity(part, gt_part).mean()),
+        "palette_fidelity": float(palette_fidelity(part, gt_part, sprite[start:]).mean()),
         **sprite_scores(part, gt_part),
         "background_psnr": float(bg_psnr[start:].mean()),
         "pan_consistency": float((steps == true_steps).mean()) if len(part) > 1 else float("nan"),
         "psnr_gt": float(psnr(((part - gt.frames[start:stop]) ** 2).mean(axis=(1, 2, 3))).mean()),
-        **revisit_psnr(frames, offsets, window, first=start),
+        **revisit_psnr(frames, offsets, window, first=start, sprite=sprite),
     }
 
 

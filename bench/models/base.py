@@ -34,6 +34,14 @@ def resolve_path(path: str) -> Path:
         return REPO_DIR / file
     return file
 
+
+def existing_file(path: str, key: str) -> Path:
+    """``resolve_path(path)``, or a one-line ConfigError naming ``key`` and where it looked."""
+    file = resolve_path(path)
+    if not file.is_file():
+        raise ConfigError(f"{key}={path!r}: file not found (looked at {file.resolve()})")
+    return file
+
 # (layer, mass [N]) -> None: attention probability each cache entry received in one call.
 AttentionObserver = Callable[[int, torch.Tensor], None]
 
@@ -85,11 +93,7 @@ class ModelConfig:
     def check(self) -> None:
         """Checks done before any work: the configured checkpoint must exist."""
         if self.checkpoint:
-            file = resolve_path(self.checkpoint)
-            if not file.is_file():
-                raise ConfigError(
-                    f"model.checkpoint={self.checkpoint!r}: file not found (looked at {file.resolve()})"
-                )
+            existing_file(self.checkpoint, "model.checkpoint")
 
 
 class Backbone(nn.Module, ABC):
@@ -133,10 +137,7 @@ def load_checkpoint(module: nn.Module, path: str, key: str = "model.checkpoint")
     """Load a safetensors file into ``module``; every key must match (one-line errors)."""
     from safetensors.torch import load_file
 
-    file = resolve_path(path)
-    if not file.is_file():
-        raise ConfigError(f"{key}={path!r}: file not found (looked at {file.resolve()})")
-    state = load_file(str(file))
+    state = load_file(str(existing_file(path, key)))
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
