@@ -50,11 +50,14 @@ def cmd_table(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="forcebench table")
     parser.add_argument("runs", nargs="?", default="runs", help="directory holding run directories")
+    parser.add_argument("--metrics", nargs="*", default=["palette_fidelity", "sprite_presence_ratio",
+                                                          "clip_consistency_first[toy-clip]"],
+                        help="metric result keys to show beside the system columns (when the runs have them)")
     args = parser.parse_args(argv)
     df = load_runs(Path(args.runs))
     if df.empty:
         raise ConfigError(f"runs={args.runs!r}: no finished run directories found there")
-    print(format_table(method_duration_table(df)))
+    print(format_table(method_duration_table(df, tuple(args.metrics))))
     return 0
 
 

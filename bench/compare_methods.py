@@ -54,7 +54,7 @@ def method_configs(names: list[str], budget_frames: int, ablations: bool) -> dic
 
 
 def run(prompts: str, seeds: list[int], configs: dict, durations: list[int], steps: int, window: int,
-        weights: str = SHIPPED_WEIGHTS) -> pd.DataFrame:
+        weights: str = SHIPPED_WEIGHTS, split: str | None = None) -> pd.DataFrame:
     torch.set_num_threads(2)
     model = ToyDiT(ToyConfig(checkpoint=weights)).eval()
     g = model.geometry
@@ -64,6 +64,8 @@ def run(prompts: str, seeds: list[int], configs: dict, durations: list[int], ste
     segment = int(5 * g.fps)
     rows = []
     for entry in load_prompt_set(prompts).prompts:
+        if split is not None and entry.split != split:
+            continue
         timeline = entry.timeline()
         for seed in seeds:
             gt = simulate(frame_timeline(timeline, g.fps, g.frames_per_chunk), total, seed)
@@ -101,13 +103,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--budget-frames", type=int, default=16)
     parser.add_argument("--durations", type=int, nargs="+", default=DURATIONS)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--split", choices=["train", "heldout"], default=None,
+                        help="only this split's prompts (tune on train, report on heldout)")
     parser.add_argument("--ablations", action="store_true", help="add the Head Forcing ablations")
     parser.add_argument("--out", default=None, help="default: results/methods_<prompts>[_ablations].md")
     args = parser.parse_args(argv)
     command = "forcebench compare " + " ".join(argv)
     configs = method_configs([] if args.ablations else args.methods, args.budget_frames, args.ablations)
     start = time.perf_counter()
-    df = run(args.prompts, args.seeds, configs, args.durations, args.steps, window=args.budget_frames)
+    df = run(args.prompts, args.seeds, configs, args.durations, args.steps, window=args.budget_frames,
+             split=args.split)
     minutes = (time.perf_counter() - start) / 60
     stem = f"methods_{args.prompts}" + ("_ablations" if args.ablations else "")
     out = Path(args.out) if args.out else Path("results") / f"{stem}.md"

@@ -1,6 +1,6 @@
 """Run configuration: dataclass schemas in Hydra's ConfigStore, composition and validation.
 
-conf/config.yaml composes the groups model/, method/, prompts/, logger/ and sweep/. Each
+conf/config.yaml composes the groups model/, method/, prompts/, metrics/, logger/ and sweep/. Each
 model and method option starts from the schema of its registered dataclass
 (``/schema/model/<name>`` or ``/schema/method/<name>``), so unknown keys and wrong types
 are rejected by OmegaConf, and each dataclass's ``__post_init__`` checks values when the
@@ -24,6 +24,7 @@ import methods  # noqa: F401  (registers methods)
 from bench.errors import ConfigError, require
 from bench.models.base import MODELS, Geometry, ModelConfig
 from methods.base import METHODS, MethodConfig
+from metrics.suite import MetricsConfig
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 SAMPLERS = ("euler", "renoise")
@@ -100,6 +101,7 @@ class RunConfig:
     model: Any = MISSING
     method: Any = MISSING
     prompts: PromptSetConfig = MISSING
+    metrics: MetricsConfig = MISSING
     logger: LoggerConfig = MISSING
     durations: list[float] = field(default_factory=lambda: [5.0, 30.0])  # seconds
     seed: int = 0

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 @dataclass
 class ChunkRecord:
     """One chunk: frames [frame_start, frame_end), wall time of denoising + cache update,
-    and the cache after the update: tokens [L, H] per layer and head, allocated KV bytes."""
+    the cache after the update (tokens [L, H] per layer and head, allocated KV bytes) and
+    the peak memory so far (CUDA max allocated on a GPU, the process's peak RSS on a CPU)."""
 
     index: int
     frame_start: int
@@ -36,6 +37,15 @@ class ChunkRecord:
     wall_s: float
     kv_bytes: int
     tokens: np.ndarray
+    peak_memory_bytes: int = 0
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
 
 
 @dataclass
@@ -138,7 +148,7 @@ def generate(
 
         stats = method.stats()
         record = ChunkRecord(c, c * F, (c + 1) * F, prompt_index, wall, stats.kv_bytes,
-                             stats.tokens.cpu().numpy())
+                             stats.tokens.cpu().numpy(), peak_memory_bytes(device))
         records.append(record)
         frames.append(model.decode(x)[0].cpu())
         if on_chunk is not None:

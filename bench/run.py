@@ -36,8 +36,9 @@ from bench.rollout import Rollout, generate
 from bench.sampler import FlowSampler
 from bench.video import save_gif, save_npy, to_uint8
 from methods.base import build_method
+from metrics.base import VideoMeta
+from metrics.suite import Suite, build_suite
 from metrics.system import LATENCY_INCLUDES, system_summary
-from metrics.system import VERSION as SYSTEM_VERSION
 
 log = logging.getLogger("forcebench")
 register_schemas()
@@ -57,6 +58,8 @@ def run_key(run: RunConfig, prompt: PromptEntry) -> dict:
 
 
 def _csv(rows: list[dict]) -> str:
+    if not rows:
+        return ""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -64,7 +67,20 @@ def _csv(rows: list[dict]) -> str:
     return buf.getvalue()
 
 
-def write_run(stage: Path, run: RunConfig, key: dict, rollout: Rollout, meta: dict) -> dict:
+def score_prefixes(suite: Suite, run: RunConfig, prompt: PromptEntry, rollout: Rollout, name: str) -> list[dict]:
+    """Long-form metric rows for every requested duration (each scored on its prefix)."""
+    g = run.geometry()
+    frames = rollout.frames.float().clamp(0, 1)
+    rows = []
+    for seconds, n in zip(run.durations, run.frames()):
+        meta = VideoMeta(fps=g.fps, prompts=prompt.timeline(), frames_per_chunk=g.frames_per_chunk,
+                         seed=run.seed, model=run.model.name, chunks=rollout.chunks)
+        rows += [{"run": name, "seconds": seconds, "frames": n, **row} for row in suite.score(frames[:n], meta)]
+    return rows
+
+
+def write_run(stage: Path, run: RunConfig, key: dict, rollout: Rollout, meta: dict, metric_rows: list[dict],
+              suite: Suite) -> dict:
     """Write every file of a finished rollout into ``stage``; returns the summary."""
     g = run.geometry()
     atomic_write_text(stage / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(run)))
@@ -80,10 +96,13 @@ def write_run(stage: Path, run: RunConfig, key: dict, rollout: Rollout, meta: di
     atomic_write_text(stage / "cache_heads.csv", _csv([
         {"chunk": c.index, "layer": layer, "head": head, "tokens": int(c.tokens[layer, head])}
         for c in rollout.chunks for layer in range(g.layers) for head in range(g.heads)]))
+    atomic_write_text(stage / "metrics.csv", _csv(metric_rows))
     durations = []
     for seconds, frames_needed in zip(run.durations, run.frames()):
-        row = {"seconds_requested": seconds, **system_summary(rollout.chunks, frames_needed, g.fps)}
-        durations.append(row)
+        scalars = {r["metric"]: r["value"] for r in metric_rows
+                   if r["seconds"] == seconds and r["segment"] == -1 and r["status"] == "ok"}
+        durations.append({"seconds_requested": seconds, **system_summary(rollout.chunks, frames_needed, g.fps),
+                          "metrics": scalars})
     summary = {
         "status": "ok",
         "run": meta["run"],
@@ -94,7 +113,9 @@ def write_run(stage: Path, run: RunConfig, key: dict, rollout: Rollout, meta: di
         "seed": run.seed,
         "frames_generated": int(rollout.frames.shape[0]),
         "rounding": f"durations rounded up to whole chunks of {g.frames_per_chunk} frames at {g.fps:g} frames/s",
-        "metrics_version": {"system": SYSTEM_VERSION},
+        "metrics_version": suite.versions(),
+        "metrics_unavailable": suite.unavailable,
+        "encoders": suite.encoders,
         "latency_includes": LATENCY_INCLUDES,
         "durations": durations,
     }
@@ -112,6 +133,7 @@ def execute(run: RunConfig) -> list[Path]:
     model = build_backbone(run.model).to(device=device, dtype=run.torch_dtype).eval()
     method = build_method(run.method, g, dtype=run.torch_dtype, device=device)
     sampler = FlowSampler(run.steps, model.default_shift, run.sampler)
+    suite = build_suite(run.metrics, device)  # with metrics.strict, missing weights fail here, before any rollout
     quiet = not run.progress or bool(os.environ.get("CI"))
     out_dirs = []
     for prompt in run.prompts.selected():
@@ -132,7 +154,8 @@ def execute(run: RunConfig) -> list[Path]:
                     "model_repr": f"{type(model).__name__}({sum(p.numel() for p in model.parameters())} parameters)",
                     "weights": run.model.checkpoint or f"random init (init_seed={getattr(run.model, 'init_seed', None)})",
                     "prompt_encode_s": rollout.prompt_encode_s, **provenance(device)}
-            summary = write_run(stage, run, key, rollout, meta)
+            rows = score_prefixes(suite, run, prompt, rollout, name)
+            summary = write_run(stage, run, key, rollout, meta, rows, suite)
         last = summary["durations"][-1]
         log.info("done %s: %d frames, %.1f ms/chunk, %.2f MiB KV", name, summary["frames_generated"],
                  1000 * last["latency_mean_s"], last["kv_mib"])

@@ -22,20 +22,24 @@ def load_runs(root: Path) -> pd.DataFrame:
         if summary.get("status") != "ok":
             continue
         for d in summary["durations"]:
+            d = dict(d)
+            scalars = d.pop("metrics", {})  # metric result key -> value at this duration
             rows.append({"run": summary["run"], "model": summary["model"], "method": summary["method"],
-                         "prompt": summary["prompt_id"], "seed": summary["seed"], **d})
+                         "prompt": summary["prompt_id"], "seed": summary["seed"], **d, **scalars})
     return pd.DataFrame(rows)
 
 
-def method_duration_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean over prompts and seeds, per (method, requested seconds)."""
+def method_duration_table(df: pd.DataFrame, metrics: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Mean over prompts and seeds (each video weighs the same), per (method, requested
+    seconds): system columns plus the metric result keys in ``metrics`` that the runs have."""
     grouped = df.groupby(["method", "seconds_requested"])
-    table = grouped[list(COLUMNS)].mean()
+    shown = [m for m in metrics if m in df.columns]
+    table = grouped[list(COLUMNS) + shown].mean()
     table["videos"] = grouped.size()
     for key, (label, factor) in COLUMNS.items():
         table[label] = table.pop(key) * factor
     table.index = table.index.set_names(["method", "seconds"])
-    return table[[label for label, _ in COLUMNS.values()] + ["videos"]]
+    return table[[label for label, _ in COLUMNS.values()] + shown + ["videos"]]
 
 
 def format_table(table: pd.DataFrame) -> str:

@@ -30,11 +30,13 @@ PSNR is capped at PSNR_CAP dB (identical images).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
 
-from bench.world import PALETTES, SPRITE_COLOURS, TILE, WorldVideo
+from bench.world import PALETTES, SPRITE_COLOURS, TILE, WorldVideo, simulate
+from metrics.base import METRICS, Metric, MetricOutput, Series, VideoMeta, segment_bounds
 
 VERSION = "oracle-v1"
 PALETTE_TOL = 0.15
@@ -172,3 +174,37 @@ def oracle_scores(frames: np.ndarray, gt: WorldVideo, start: int = 0, stop: int 
 def _slice(gt: WorldVideo, start: int, stop: int) -> WorldVideo:
     return replace(gt, frames=gt.frames[start:stop], camera=gt.camera[start:stop], sprites=gt.sprites[start:stop],
                    sprite_colours=gt.sprite_colours[start:stop], scenes=gt.scenes[start:stop])
+
+
+@dataclass
+class OracleConfig:
+    window: int = 16  # revisits at most this many frames back count as "within"
+
+
+@METRICS.register("oracle", config=OracleConfig)
+class OracleMetric(Metric):
+    """The oracle metrics on the metric interface: scalars over the whole video, and a series
+    per segment (revisits look back over the whole prefix). Toy world only: the ground
+    truth is simulated from the video's prompt timeline and seed."""
+
+    name = "oracle"
+    version = VERSION
+    higher_is_better = {"spurious_colours": False, "*": True}
+    SERIES = ("palette_fidelity", "sprite_presence_ratio", "spurious_colours", "background_psnr",
+              "pan_consistency", "revisit_psnr_beyond")
+
+    def score(self, frames: torch.Tensor, meta: VideoMeta) -> MetricOutput:
+        if meta.model != "toy" or meta.seed is None:
+            raise ValueError(f"the oracle metric needs a toy-world video with its seed (model={meta.model!r})")
+        video = frames.detach().float().cpu().numpy()
+        gt = simulate(meta.prompt_frames(), len(video), meta.seed)
+        if video.shape[1:] != gt.frames.shape[1:]:
+            h, w = gt.frames.shape[2:]
+            raise ValueError(f"the oracle needs {h} x {w} toy-world frames; got {video.shape[2]} x {video.shape[3]}")
+        window = self.config.window if self.config else OracleConfig().window
+        scalars = oracle_scores(video, gt, 0, len(video), window=window)
+        per_segment = [(a, b, oracle_scores(video, gt, a, b, window=window))
+                       for a, b in segment_bounds(len(video), meta.fps, meta.segment_seconds)]
+        series = {key: Series(np.array([a for a, _, _ in per_segment]), np.array([b for _, b, _ in per_segment]),
+                              np.array([s[key] for _, _, s in per_segment]), meta.fps) for key in self.SERIES}
+        return MetricOutput(scalars, series)

@@ -10,7 +10,7 @@ from bench.models.toy import ToyConfig, ToyDiT
 # A toy backbone small enough for unit tests: 16x16 frames, 16 tokens a frame, 2 layers x
 # 2 heads of head_dim 16, trained horizon 9 frames (3 chunks of 3).
 TINY = dict(frame_size=16, patch=4, dim=32, layers=2, heads=2, mlp_ratio=2, horizon_frames=9)
-TINY_OVERRIDES = [f"model.{k}={v}" for k, v in TINY.items()] + ["model.checkpoint=null"]
+TINY_OVERRIDES = [f"model.{k}={v}" for k, v in TINY.items()] + ["model.checkpoint=null", "metrics=none"]
 
 
 @pytest.fixture

@@ -159,3 +159,43 @@ def test_profiling_writes_a_valid_role_map(tiny_model, tmp_path):
     np.testing.assert_allclose(mass.sum(-1), 1.0, atol=1e-6)  # a distribution per head
     assert np.array(data["roles"]).shape == (2, 2) and sum(data["counts"].values()) == 4
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+def test_budget_left_by_capped_memory_heads_widens_local_and_anchor_windows(tiny_cfg, role_map_file):
+    g = tiny_cfg.geometry()  # 2 x 2 heads, horizon 9, chunks of 3: at most 6 re-encoded frames a head
+    base = fast_configs(role_map_file)["head_forcing"]
+    cfg = type(base)(**{**base.params(), "budget_frames": 6})
+    roles = cfg.load_roles(g)  # local, memory / anchor, memory
+    alloc = cfg.allocate(g, roles)
+    # 24 frames: local 2 + anchor 1+2 = 5; memory heads capped at 6 - 2 = 4 episodes (12 frames);
+    # the 7 left widen local and anchor windows by 3 each, capped by the horizon (6 and 6 - 1)
+    assert (alloc.episodes, alloc.memory_window_frames) == (4, 2)
+    assert (alloc.local_frames, alloc.anchor_window_frames) == (5, 5)
+    spent = alloc.local_frames + cfg.anchor_sink_frames + alloc.anchor_window_frames + 2 * (2 + 4)
+    assert spent == 23 <= 6 * 4
+    no_reencode = type(base)(**{**base.params(), "budget_frames": 6, "rope_reencode": False}).allocate(g, roles)
+    assert no_reencode.episodes == (24 - 5) // 2 - 2 and no_reencode.local_frames == 2  # nothing capped
+
+
+def test_two_tier_promotes_heads_while_the_horizon_caps_the_long_window(tiny_cfg, role_map_file):
+    from methods.two_tier import TwoTierConfig
+
+    g = tiny_cfg.geometry()
+    cfg = TwoTierConfig(role_map=role_map_file, budget_frames=5, critical_fraction=0.25, small_sink_frames=1,
+                        small_recent_frames=1)
+    critical, window = cfg.layout(g)
+    # 20 frames: one critical head would need 20 - 3 x 2 = 14 > 6 (horizon cap), two need
+    # (20 - 4) / 2 = 8 > 6, three need (20 - 2) / 3 = 6: three heads, ranked by 1 - local mass
+    assert window == 6 and critical.sum() == 3
+    assert critical.tolist() == [[False, True], [True, True]]  # local mass 0.9 is the least critical
+    cfg.budget_frames = 3  # (12 - 3 x 2) / 1 = 6 fits: no promotion
+    assert cfg.layout(g)[0].sum() == 1 and cfg.layout(g)[1] == 6
+
+
+def test_stability_profile_uses_disjoint_prompts(tiny_model):
+    first = profile_heads(tiny_model, ProfileConfig(prompts=3, seeds=1, steps=1), RoleThresholds())
+    prompts = frozenset(c["prompt"] for c in first["calibration"])
+    other = profile_heads(tiny_model, ProfileConfig(prompts=3, seeds=1, steps=1, rng_seed=0), RoleThresholds(),
+                          exclude_prompts=prompts)
+    assert not prompts & {c["prompt"] for c in other["calibration"]}
+    assert len({c["prompt"] for c in other["calibration"]}) == 3

@@ -19,7 +19,8 @@ import bench.run
 from bench.preflight import check_command_line
 from bench.run import execute
 
-FILES = {"config.yaml", "meta.json", "frames.npy", "video.gif", "chunks.csv", "cache_heads.csv", "summary.json"}
+FILES = {"config.yaml", "meta.json", "frames.npy", "video.gif", "chunks.csv", "cache_heads.csv", "metrics.csv",
+         "summary.json"}
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -7,6 +7,8 @@ Roles come from a profile (results/head_roles/<model>.json, ``forcebench profile
                 everything older (methods/head_forcing/memory.py), with as many episodes
                 as the budget leaves (``budget_frames`` is the mean cached frames per head,
                 the same unit as the bounded baselines, so methods compare at equal KV bytes).
+When re-encoding caps the memory heads (every head's positions must fit the horizon), the
+budget left widens the local and anchor windows, so the whole budget is spent.
 Head-wise RoPE re-encoding gives each head's entries the positions 0..n-1 in time order
 (sink, episodes, window) and the current chunk the next ones, inside the trained horizon.
 At a prompt switch local and anchor heads re-cache their window under the new prompt
@@ -39,6 +41,16 @@ from methods.head_forcing.memory import Episode, EpisodicMemory
 from methods.head_forcing.roles import load_role_map
 
 ROLE_MODES = ("profiled", "all_local", "all_anchor", "all_memory", "shuffled")
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Frames per head of each role after the budget is split (episodes count one frame each)."""
+
+    local_frames: int
+    anchor_window_frames: int
+    memory_window_frames: int
+    episodes: int
 
 
 @dataclass
@@ -87,25 +99,35 @@ class HeadForcingConfig(MethodConfig):
             roles = flat.reshape(L, H)
         return roles
 
-    def episodes_per_memory_head(self, geometry: Geometry, roles: np.ndarray) -> int:
-        """Episodes each memory head may hold so that the total budget is met."""
+    def allocate(self, geometry: Geometry, roles: np.ndarray) -> Allocation:
+        """Split the total budget over the roles so that Head Forcing spends what the baselines spend.
+
+        Memory heads get their window plus as many episodes as the budget leaves (with
+        re-encoding at most what keeps positions inside the trained horizon). Budget still
+        left then widens the local and anchor windows equally (again inside the horizon).
+        """
         total = (self.budget_tokens // geometry.tokens_per_frame if self.budget_tokens is not None
                  else self.budget_frames * geometry.layers * geometry.heads)  # frames over all heads
         n = {r: int((roles == r).sum()) for r in ("local", "anchor", "memory")}
+        room = geometry.horizon_frames - geometry.frames_per_chunk if self.rope_reencode else total
         used = n["local"] * self.local_frames + n["anchor"] * (self.anchor_sink_frames + self.anchor_window_frames)
-        if n["memory"] == 0:
-            return 0
-        per_memory = (total - used) // n["memory"] - self.memory_window_frames
-        if per_memory < 0:
-            raise ConfigError(f"method.budget_frames={self.budget_frames}: too small for the local and anchor caches "
-                              f"and memory windows of this role map")
-        if self.rope_reencode:  # every position must stay inside the trained horizon
-            per_memory = min(per_memory, geometry.horizon_frames - geometry.frames_per_chunk - self.memory_window_frames)
-        return per_memory
+        episodes = 0
+        if n["memory"]:
+            episodes = (total - used) // n["memory"] - self.memory_window_frames
+            if episodes < 0:
+                raise ConfigError(f"method.budget_frames={self.budget_frames}: too small for the local and anchor "
+                                  f"caches and memory windows of this role map")
+            episodes = min(episodes, room - self.memory_window_frames)
+            used += n["memory"] * (self.memory_window_frames + episodes)
+        extra = (total - used) // max(n["local"] + n["anchor"], 1)
+        return Allocation(local_frames=max(self.local_frames, min(self.local_frames + extra, room)),
+                          anchor_window_frames=max(self.anchor_window_frames, min(
+                              self.anchor_window_frames + extra, room - self.anchor_sink_frames)),
+                          memory_window_frames=self.memory_window_frames, episodes=episodes)
 
     def check(self, geometry: Geometry, max_frames: int) -> None:
         roles = self.load_roles(geometry)
-        self.episodes_per_memory_head(geometry, roles)
+        self.allocate(geometry, roles)
         if not self.rope_reencode:
             check_absolute_fits(geometry, max_frames, self.name)
             return
@@ -126,7 +148,8 @@ class HeadForcing(CacheMethod):
         super().reset()
         g = self.geometry
         self.roles = self.config.load_roles(g)
-        self.capacity = self.config.episodes_per_memory_head(g, self.roles)
+        self.alloc = self.config.allocate(g, self.roles)
+        self.capacity = self.alloc.episodes
         self.memory = EpisodicMemory(self.capacity, self.config.episode_threshold, self.config.episode_max_frames)
         self.episodes: dict[tuple[int, int], list[tuple[int, int, bool]]] = {}  # (layer, head) -> metadata
         self._recache: list[int] = []
@@ -135,8 +158,8 @@ class HeadForcing(CacheMethod):
         return torch.tensor([r in roles for r in self.roles[layer]])
 
     def evict(self, layer: int, store: LayerStore) -> None:
-        c, now = self.config, self.frames_written
-        window = c.memory_window_frames if c.episodic else c.memory_window_frames + self.capacity
+        c, a, now = self.config, self.alloc, self.frames_written
+        window = a.memory_window_frames if c.episodic else a.memory_window_frames + self.capacity
         if c.episodic:
             for h in np.flatnonzero(self.roles[layer] == "memory"):
                 self._compress(layer, int(h), store, now - window)
@@ -145,8 +168,8 @@ class HeadForcing(CacheMethod):
         raw = store.kind != KIND_MERGED
         sink = is_anchor & (store.frame < c.anchor_sink_frames)
         store.kind[sink] = KIND_SINK
-        keep = is_local & (store.frame >= now - c.local_frames)
-        keep |= is_anchor & (sink | (store.frame >= now - c.anchor_window_frames))
+        keep = is_local & (store.frame >= now - a.local_frames)
+        keep |= is_anchor & (sink | (store.frame >= now - a.anchor_window_frames))
         keep |= is_memory & (~raw | (store.frame >= now - window))
         store.keep(keep)
 
@@ -188,7 +211,7 @@ class HeadForcing(CacheMethod):
         if not self.config.recache_on_switch:
             return
         F = self.geometry.frames_per_chunk
-        window = max(self.config.local_frames, self.config.anchor_window_frames)
+        window = max(self.alloc.local_frames, self.alloc.anchor_window_frames)
         first = max(0, chunk_start - window) // F * F
         self._recache = list(range(first, chunk_start, F))
 

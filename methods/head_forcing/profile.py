@@ -69,21 +69,26 @@ class Profiler(CacheMethod):
 
 @dataclass
 class ProfileConfig:
-    prompts: int = 8
+    prompts: int = 32
     seeds: int = 2
     rng_seed: int = 0
     steps: int = 4
 
 
-def profile_heads(model: Backbone, cfg: ProfileConfig, thresholds: RoleThresholds) -> dict:
-    """Run the calibration rollouts and classify every head."""
+def profile_heads(model: Backbone, cfg: ProfileConfig, thresholds: RoleThresholds,
+                  exclude_prompts: frozenset[str] = frozenset()) -> dict:
+    """Run the calibration rollouts (training-split prompts not in ``exclude_prompts``) and classify every head."""
     from bench.rollout import generate
     g = model.geometry
     rng = np.random.default_rng(cfg.rng_seed)
     profiler = Profiler(g, sink_frames=thresholds.sink_frames)
     calibration = []
+    used = set(exclude_prompts)
     for _ in range(cfg.prompts):
         prompt = random_scene(rng, "train").text()
+        while prompt in used:
+            prompt = random_scene(rng, "train").text()
+        used.add(prompt)
         for _ in range(cfg.seeds):
             seed = int(rng.integers(2**31))
             calibration.append({"prompt": prompt, "seed": seed})
@@ -174,12 +179,16 @@ def main(argv: list[str]) -> int:
     role_map = role_map_json("toy", result, cfg, thresholds, args.weights)
     if args.compare_rng_seed is not None:
         other_cfg = ProfileConfig(**{**asdict(cfg), "rng_seed": args.compare_rng_seed})
-        other = profile_heads(model, other_cfg, thresholds)
-        used = {(c["prompt"], c["seed"]) for c in result["calibration"]}
-        overlap = sum((c["prompt"], c["seed"]) in used for c in other["calibration"])
-        role_map["stability"] = {"rng_seed": args.compare_rng_seed, "agreement": agreement(result["roles"], other["roles"]),
-                                 "other_counts": counts(other["roles"]), "overlapping_prompt_seed_pairs": overlap,
-                                 "other_roles": other["roles"].tolist()}
+        first_prompts = frozenset(c["prompt"] for c in result["calibration"])
+        other = profile_heads(model, other_cfg, thresholds, exclude_prompts=first_prompts)
+        first_seeds = {c["seed"] for c in result["calibration"]}
+        role_map["stability"] = {
+            "rng_seed": args.compare_rng_seed, "agreement": agreement(result["roles"], other["roles"]),
+            "other_counts": counts(other["roles"]), "other_roles": other["roles"].tolist(),
+            "other_local_mass": local_mass(other["stats"]["mass_by_distance"], thresholds.local_frames).tolist(),
+            "other_sink_mass": other["stats"]["sink_mass"].tolist(),
+            "shared_prompts": sum(c["prompt"] in first_prompts for c in other["calibration"]),
+            "shared_seeds": sum(c["seed"] in first_seeds for c in other["calibration"])}
     write_role_map(Path(args.out), role_map)
     print(json.dumps({k: role_map[k] for k in ("counts", "thresholds")} | {"stability": role_map.get("stability", {}).get("agreement")}, indent=2))
     return 0

@@ -6,6 +6,10 @@ Rule (thresholds configurable, chosen on the training split's profile):
   local   else if its mass within the last ``local_frames`` frames (own chunk included)
           is at least ``local_mass``;
   memory  otherwise (it reads far back without fixating on the start).
+
+The toy defaults were chosen on the training split: 0.2 and 0.72 sit in the widest gaps
+of the profiled distributions (sink mass 0.19 | 0.22, local mass 0.709 | 0.734), so that
+profiling noise (std <= 0.03 per head over 64 calibration rollouts) rarely flips a head.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ ROLES = ("local", "anchor", "memory")
 @dataclass
 class RoleThresholds:
     anchor_sink_mass: float = 0.2
-    local_mass: float = 0.75
+    local_mass: float = 0.72
     local_frames: int = 3
     sink_frames: int = 3
 

@@ -1,43 +1,19 @@
-"""Feature encoders for feature-based metrics, behind one interface.
+"""``toy-clip``: a small image-text contrastive model trained on the toy world.
 
-An encoder maps frames [N, 3, H, W] in [0, 1] to L2-normalised features [N, D] and,
-if it is an image-text model, prompts to features in the same space. Every encoder is
-registered by name in ``ENCODERS`` and loaded from local weights only.
-
-``toy-clip`` is a small image-text contrastive model trained on the toy world
-(bench/train_encoder.py); it is shipped in the repository and reported under its own
-name, never as "CLIP".
+It is trained by bench/train_encoder.py, shipped as bench/models/weights/toy_clip.safetensors
+and reported under its own name, never as "CLIP".
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import ConfigError
 from bench.models.toy import tokenize
-from bench.registry import Registry
-
-ENCODERS = Registry("encoder")
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "bench" / "models" / "weights"
-
-
-class Encoder(nn.Module, ABC):
-    name: str
-    dim: int
-
-    @abstractmethod
-    def encode_image(self, frames: torch.Tensor) -> torch.Tensor:
-        """[N, 3, H, W] in [0, 1] -> [N, D], L2-normalised."""
-
-    def encode_text(self, prompts: list[str]) -> torch.Tensor:
-        """Prompts -> [N, D], L2-normalised (image-text encoders only)."""
-        raise NotImplementedError(f"{self.name} has no text tower")
+from metrics.encoders.base import ENCODERS, Encoder
 
 
 @dataclass
@@ -82,17 +58,3 @@ class ToyClip(Encoder):
         ids = torch.where(ids == 1, torch.zeros_like(ids), ids)  # drop the start token
         emb = self.words(ids).sum(1) / (ids != 0).sum(1, keepdim=True).clamp(min=1)
         return F.normalize(self.text(emb), dim=-1)
-
-
-def load_encoder(name: str, weights_dir: str | Path | None = None) -> Encoder:
-    """Build ``name`` and load ``<weights_dir>/<name>.safetensors`` (default: the shipped dir)."""
-    from safetensors.torch import load_file
-
-    entry = ENCODERS.get(name)
-    folder = Path(weights_dir) if weights_dir else WEIGHTS_DIR
-    file = folder / f"{name.replace('-', '_')}.safetensors"
-    if not file.is_file():
-        raise ConfigError(f"encoder {name!r}: weights file {file.name} not found in {folder.resolve()}")
-    model = entry.cls(entry.config())
-    model.load_state_dict(load_file(str(file)))
-    return model.eval()

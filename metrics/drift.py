@@ -1,0 +1,160 @@
+"""Drift: how a per-frame or per-segment series changes from the start of a video to its end.
+
+For a series x (per frame, or already per segment) with entry times t_j in seconds:
+
+- drift curve: the series averaged over segments of ``meta.segment_seconds`` (a series
+  that is already per segment is its own curve);
+- ``drift[x]`` = curve[0] - curve[-1] (first segment minus last; positive = the value
+  fell, i.e. a quality series got worse); ``abs_drift[x]`` = |drift[x]| (the Rolling
+  Forcing definition, with x = imaging quality there);
+- ``drift_slope[x]``: the least-squares slope of x over t_j, in units of x per second,
+  fitted on the finest series given (per frame when per frame).
+
+Both need a curve of at least two segments; shorter videos get no drift keys.
+
+The ``drift`` metric applies this to the per-frame series named in its config:
+
+- ``brightness``: mean of all pixels and channels;
+- ``contrast``: standard deviation of the grey image (channel mean) over pixels;
+- ``saturation``: mean over pixels of max_c - min_c;
+- ``text`` (key ``<enc>-text``): max(100 * cos(phi_t, psi(active prompt)), 0);
+- ``first_frame`` (key ``<enc>-first``): cos(phi_0, phi_t) for t >= 1;
+
+and reports the lag curve ``lag_similarity_<L>[enc]`` = mean over t >= L of
+cos(phi_t, phi_{t-L}) for each lag L in frames; lags of T frames or more are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from bench.errors import require
+from metrics.base import (
+    METRICS,
+    Metric,
+    MetricOutput,
+    Series,
+    VideoMeta,
+    frame_series,
+    metric_key,
+    segment_series,
+)
+from metrics.clip import consistency_cosines, frame_text_scores, image_features
+
+VERSION = "drift-v1"
+PIXEL_SERIES = ("brightness", "contrast", "saturation")
+FEATURE_SERIES = ("text", "first_frame")
+
+
+def least_squares_slope(seconds: np.ndarray, values: np.ndarray) -> float:
+    """Slope b of values ~ a + b * seconds; NaN when fewer than two distinct times."""
+    x, y = np.asarray(seconds, float), np.asarray(values, float)
+    dx = x - x.mean()
+    denom = float((dx * dx).sum())
+    return float((dx * (y - y.mean())).sum() / denom) if denom > 0 else float("nan")
+
+
+@dataclass
+class Drift:
+    curve: Series  # per-segment values
+    delta: float  # curve[0] - curve[-1]; NaN with fewer than two segments
+    slope: float  # least-squares slope per second of the input series
+
+
+def drift_of(series: Series, segment_seconds: float = 5.0) -> Drift:
+    """Drift of any series. A per-frame series (every entry one frame, contiguous) is first
+    averaged over segments of ``segment_seconds``; a coarser one is used as its own curve."""
+    per_frame = bool(np.all(series.ends - series.starts == 1)) and bool(np.all(np.diff(series.starts) == 1))
+    if per_frame and len(series.values):
+        meta = VideoMeta(fps=series.fps, segment_seconds=segment_seconds)
+        curve = segment_series(series.values, int(series.starts[0]), meta, int(series.ends[-1]))
+    else:
+        curve = series
+    delta = float(curve.values[0] - curve.values[-1]) if len(curve.values) >= 2 else float("nan")
+    return Drift(curve, delta, least_squares_slope(series.seconds, series.values))
+
+
+def drift_entries(name: str, drift: Drift, out: MetricOutput) -> None:
+    """Write ``drift[name]``, ``abs_drift[name]``, ``drift_slope[name]`` and the curve
+    ``drift_curve[name]`` into ``out``, leaving out what is undefined."""
+    if np.isfinite(drift.delta):
+        out.scalars[metric_key("drift", name)] = drift.delta
+        out.scalars[metric_key("abs_drift", name)] = abs(drift.delta)
+        out.series[metric_key("drift_curve", name)] = drift.curve
+    if np.isfinite(drift.slope):
+        out.scalars[metric_key("drift_slope", name)] = drift.slope
+
+
+def pixel_series(frames: torch.Tensor, name: str) -> np.ndarray:
+    """frames [T, C, H, W] -> [T] brightness, contrast or saturation (see the module doc)."""
+    x = frames.float()
+    if name == "brightness":
+        values = x.mean(dim=(1, 2, 3))
+    elif name == "contrast":
+        values = x.mean(1).flatten(1).std(1, unbiased=False)
+    elif name == "saturation":
+        values = (x.amax(1) - x.amin(1)).mean(dim=(1, 2))
+    else:
+        raise ValueError(f"unknown pixel series {name!r}")
+    return values.cpu().numpy().astype(float)
+
+
+def lag_similarity(feats: torch.Tensor, lag: int) -> float:
+    """Mean over t >= lag of cos(phi_t, phi_{t-lag}); feats [T, D] normalised, lag < T."""
+    return float((feats[lag:] * feats[:-lag]).sum(-1).mean())
+
+
+@dataclass
+class DriftConfig:
+    encoder: str = "clip-vit-b32"  # image(-text) encoder for text, first_frame and lags
+    series: list[str] = field(default_factory=lambda: ["text", "first_frame", *PIXEL_SERIES])
+    lags: list[int] = field(default_factory=lambda: [2, 5, 10, 20, 50])  # in frames
+    batch: int = 64
+
+    def __post_init__(self) -> None:
+        allowed = (*FEATURE_SERIES, *PIXEL_SERIES)
+        bad = [s for s in self.series if s not in allowed]
+        require(not bad, "drift.series", bad, f"allowed: {', '.join(allowed)}")
+        require(all(int(lag) >= 1 for lag in self.lags), "drift.lags", list(self.lags), "lags must be >= 1 frame")
+        require(self.batch > 0, "drift.batch", self.batch, "must be > 0")
+
+
+@METRICS.register("drift", config=DriftConfig)
+class DriftMetric(Metric):
+    """Delta drift, slope and segment curve of each configured series, and the lag curve."""
+
+    name = "drift"
+    version = VERSION
+    # Signed drift is first minus last, so for a quality series lower (less decline) is better.
+    higher_is_better = {"drift": False, "abs_drift": False, "drift_slope": None, "*": True}
+
+    @classmethod
+    def needs(cls, config: DriftConfig | None) -> tuple[str, ...]:
+        cfg = config or DriftConfig()
+        uses = any(s in FEATURE_SERIES for s in cfg.series) or len(cfg.lags) > 0
+        return (cfg.encoder,) if uses else ()
+
+    def score(self, frames: torch.Tensor, meta: VideoMeta) -> MetricOutput:
+        cfg = self.config or DriftConfig()
+        enc, T = cfg.encoder, len(frames)
+        out = MetricOutput()
+        feats = image_features(self.models[enc], frames, cfg.batch) if self.needs(cfg) else None
+        for name in cfg.series:
+            if name in PIXEL_SERIES:
+                key, values, first = name, pixel_series(frames, name), 0
+            elif name == "text":
+                if not meta.prompts:
+                    continue
+                key, values, first = f"{enc}-text", frame_text_scores(self.models[enc], feats, meta), 0
+            else:
+                if T < 2:
+                    continue
+                key, values, first = f"{enc}-first", consistency_cosines(feats)[0], 1
+            drift_entries(key, drift_of(frame_series(values, first, meta.fps), meta.segment_seconds), out)
+        for lag in sorted({int(lag) for lag in cfg.lags}):
+            if lag < T:
+                out.scalars[metric_key(f"lag_similarity_{lag}", enc)] = lag_similarity(feats, lag)
+        return out

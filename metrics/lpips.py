@@ -1,0 +1,73 @@
+"""LPIPS between frames: to the previous frame and to the first frame (lower is better).
+
+With d(a, b) the LPIPS distance of a model (default lpips-alex; ``distance(a, b) -> [N]``
+for frames a, b [N, 3, H, W] in [0, 1]):
+
+- ``lpips_prev[model]``: d(f_{i-1}, f_i), mean over i >= 1;
+- ``lpips_first[model]``: d(f_0, f_i), mean over i >= 1.
+
+Each is a scalar for the whole video and a series of per-segment means (segments of
+``meta.segment_seconds``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench.errors import require
+from metrics.base import METRICS, Metric, MetricOutput, VideoMeta, metric_key, segment_series
+from metrics.clip import as_rgb, model_device
+
+VERSION = "lpips-v1"
+
+
+@torch.no_grad()
+def pair_distances(model: Any, a: torch.Tensor, b: torch.Tensor, batch: int = 32) -> np.ndarray:
+    """d(a_n, b_n) for frames a, b [N, C, H, W] in [0, 1] -> [N]."""
+    fn, device = getattr(model, "distance", model), model_device(model)
+    out = []
+    for i in range(0, len(a), batch):
+        x, y = as_rgb(a[i:i + batch]), as_rgb(b[i:i + batch])
+        d = fn(x.to(device), y.to(device)) if device else fn(x, y)
+        out.append(d.reshape(len(x)).float().cpu())
+    return torch.cat(out).numpy().astype(float)
+
+
+@dataclass
+class LpipsConfig:
+    model: str = "lpips-alex"  # or lpips-vgg
+    batch: int = 32
+
+    def __post_init__(self) -> None:
+        require(self.batch > 0, "lpips.batch", self.batch, "must be > 0")
+
+
+@METRICS.register("lpips", config=LpipsConfig)
+class Lpips(Metric):
+    """LPIPS to the previous and to the first frame, per segment and overall."""
+
+    name = "lpips"
+    version = VERSION
+    higher_is_better = False
+
+    @classmethod
+    def needs(cls, config: LpipsConfig | None) -> tuple[str, ...]:
+        return ((config or LpipsConfig()).model,)
+
+    def score(self, frames: torch.Tensor, meta: VideoMeta) -> MetricOutput:
+        cfg = self.config or LpipsConfig()
+        T, model = len(frames), self.models[cfg.model]
+        out = MetricOutput()
+        if T < 2:
+            return out
+        prev = pair_distances(model, frames[:-1], frames[1:], cfg.batch)
+        first = pair_distances(model, frames[:1].expand(T - 1, -1, -1, -1), frames[1:], cfg.batch)
+        for name, values in (("lpips_prev", prev), ("lpips_first", first)):
+            key = metric_key(name, cfg.model)
+            out.scalars[key] = float(values.mean())
+            out.series[key] = segment_series(values, 1, meta, T)
+        return out

@@ -1,0 +1,127 @@
+"""The metric suite of a run: which metrics, with which encoders, and what is unavailable.
+
+``MetricsConfig`` (config group ``conf/metrics/``) names the enabled metrics and their
+parameters. ``build_suite`` loads every encoder they need before anything is generated:
+a missing weights file makes the metric *unavailable* (recorded with the reason in the
+run's results), or, with ``strict: true``, fails the run at once with a one-line error.
+``Suite.score`` turns one video (or a prefix of it) into long-form rows: one row per
+metric, encoder and segment (segment -1 = the whole video), plus a status row for each
+unavailable metric. Aggregation across videos is by video (see metrics/base.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any
+
+import torch
+
+from bench.errors import ConfigError, require
+from metrics.base import METRICS, Metric, VideoMeta, long_rows
+
+METRIC_MODULES = ("oracle", "system", "drift", "clip", "vbench", "lpips")
+
+
+def register_metrics() -> None:
+    """Import every metric module so that each registers itself in METRICS."""
+    for module in METRIC_MODULES:
+        importlib.import_module(f"metrics.{module}")
+
+
+@dataclass
+class MetricsConfig:
+    name: str = "none"
+    enabled: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)  # metric name -> its config fields
+    weights_dir: str | None = None  # else $FORCEBENCH_WEIGHTS, else the shipped weights
+    strict: bool = False  # a missing weights file fails the run before generation
+    segment_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        register_metrics()
+        names = METRICS.names()
+        for name in self.enabled:
+            require(name in METRICS, "metrics.enabled", name, f"allowed: {', '.join(names)}")
+        for name in self.params:
+            require(name in self.enabled, "metrics.params", name,
+                    f"parameters only for enabled metrics: {', '.join(self.enabled) or 'none'}")
+        require(self.segment_seconds > 0, "metrics.segment_seconds", self.segment_seconds, "allowed: > 0")
+        for name in self.enabled:
+            self.metric_config(name)  # unknown or bad parameters fail here
+
+    def metric_config(self, name: str) -> Any:
+        entry = METRICS.get(name)
+        params = dict(self.params.get(name) or {})
+        if entry.config is None:
+            require(not params, f"metrics.params.{name}", sorted(params), "this metric takes no parameters")
+            return None
+        allowed = [f.name for f in fields(entry.config)]
+        unknown = sorted(set(params) - set(allowed))
+        require(not unknown, f"metrics.params.{name}", unknown, f"allowed keys: {', '.join(allowed)}")
+        try:
+            return entry.config(**params)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"metrics.params.{name}: {str(err).splitlines()[0]}") from None
+
+
+@dataclass
+class Suite:
+    metrics: list[Metric]
+    unavailable: dict[str, str]  # metric name -> reason
+    encoders: dict[str, dict]  # encoder name -> what was loaded (name, weights file)
+    segment_seconds: float = 5.0
+
+    def score(self, frames: torch.Tensor, meta: VideoMeta) -> list[dict]:
+        """frames [T, C, H, W] in [0, 1] -> long-form rows for every metric (see long_rows)."""
+        meta.segment_seconds = self.segment_seconds
+        rows = []
+        for metric in self.metrics:
+            metric.reset()
+            try:
+                metric.update(frames, meta)
+            except ValueError as err:  # a metric that does not apply to this video (e.g. oracle off the toy world)
+                rows.append(status_row(metric.name, metric.version, f"not applicable: {err}"))
+                continue
+            rows.extend({**r, "status": "ok"} for r in long_rows(metric.compute()[0], metric))
+        rows.extend(status_row(name, "", f"unavailable: {reason}") for name, reason in self.unavailable.items())
+        return rows
+
+    def versions(self) -> dict[str, str]:
+        return {m.name: m.version for m in self.metrics}
+
+
+def status_row(family: str, version: str, status: str) -> dict:
+    return {"metric": family, "name": family, "encoder": "", "family": family, "higher_is_better": None,
+            "version": version, "segment": -1, "start_s": float("nan"), "end_s": float("nan"),
+            "value": float("nan"), "status": status}
+
+
+def build_suite(cfg: MetricsConfig, device: str | torch.device = "cpu") -> Suite:
+    """Build every enabled metric and load its encoders (once each)."""
+    from metrics.encoders import EncoderUnavailable, load_encoder
+
+    loaded: dict[str, Any] = {}
+    metrics, unavailable = [], {}
+    for name in cfg.enabled:
+        entry = METRICS.get(name)
+        config = cfg.metric_config(name)
+        try:
+            models = {}
+            for encoder in entry.cls.needs(config):
+                if encoder not in loaded:
+                    loaded[encoder] = load_encoder(encoder, cfg.weights_dir, device=device)
+                models[encoder] = loaded[encoder]
+            models.update(entry.cls.load_extra(config, cfg.weights_dir))
+        except EncoderUnavailable as err:
+            if cfg.strict:
+                raise ConfigError(f"metrics.strict=true and metric {name!r} is unavailable: {err}") from None
+            unavailable[name] = str(err)
+            continue
+        metrics.append(entry.cls(config, models))
+    described = {n: m.describe() if hasattr(m, "describe") else {"encoder": n} for n, m in loaded.items()}
+    return Suite(metrics, unavailable, described, cfg.segment_seconds)
+
+
+def config_dict(cfg: MetricsConfig) -> dict:
+    return {k: (asdict(v) if is_dataclass(v) else v) for k, v in asdict(cfg).items()}
