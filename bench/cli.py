@@ -6,6 +6,8 @@
     forcebench evaluate-toy [...]              acceptance measurements of the toy backbone
     forcebench profile [...]                   head roles of the toy backbone (Head Forcing)
     forcebench compare [...]                   all cache methods at equal KV budget on the toy world
+    forcebench leaderboard [...]               leaderboard tables, plots and HTML from run directories
+    forcebench regress [...]                   compare a results table with the committed reference
 """
 
 from __future__ import annotations
@@ -89,8 +91,21 @@ def cmd_evaluate_toy(argv: list[str]) -> int:
     return evaluate_main(argv)
 
 
+def cmd_leaderboard(argv: list[str]) -> int:
+    from bench.leaderboard import main as leaderboard_main
+
+    return leaderboard_main(argv)
+
+
+def cmd_regress(argv: list[str]) -> int:
+    from bench.regress import main as regress_main
+
+    return regress_main(argv)
+
+
 COMMANDS = {"run": cmd_run, "table": cmd_table, "train": cmd_train, "evaluate-toy": cmd_evaluate_toy,
-            "profile": cmd_profile, "compare": cmd_compare}
+            "profile": cmd_profile, "compare": cmd_compare, "leaderboard": cmd_leaderboard,
+            "regress": cmd_regress}
 
 
 def main(argv: list[str] | None = None) -> int:

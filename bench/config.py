@@ -29,7 +29,7 @@ from metrics.suite import MetricsConfig
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 SAMPLERS = ("euler", "renoise")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-LOGGERS = ("none",)
+WANDB_MODES = ("offline", "online", "disabled")
 SPLITS = ("train", "heldout")
 
 
@@ -90,10 +90,18 @@ class PromptSetConfig:
 
 @dataclass
 class LoggerConfig:
-    name: str = "none"
+    name: str = "none"  # none | wandb (bench/loggers.py)
+    project: str = "forcebench"
+    entity: str | None = None
+    mode: str = "offline"  # offline | online | disabled; the WANDB_MODE environment variable wins
+    group: str | None = None  # default: the name of out_dir (one group per sweep)
+    dir: str | None = None  # where W&B writes its files; default: out_dir
 
     def __post_init__(self) -> None:
-        require(self.name in LOGGERS, "logger.name", self.name, f"allowed: {', '.join(LOGGERS)}")
+        from bench.loggers import LOGGERS
+
+        require(self.name in LOGGERS, "logger.name", self.name, f"allowed: {', '.join(LOGGERS.names())}")
+        require(self.mode in WANDB_MODES, "logger.mode", self.mode, f"allowed: {', '.join(WANDB_MODES)}")
 
 
 @dataclass

@@ -84,10 +84,24 @@ def is_finished(run_dir: Path, frames_needed: int) -> bool:
     return bool(summary) and summary.get("status") == "ok" and summary.get("frames_generated", 0) >= frames_needed
 
 
+def is_staging(path: Path) -> bool:
+    """A staging or replaced directory (``<run>.tmp-<pid>`` / ``<run>.old-<pid>``), never a result."""
+    return ".tmp-" in path.name or ".old-" in path.name
+
+
+def remove_stale_stages(final: Path) -> None:
+    """Remove staging directories of ``final`` left by processes that no longer run (a killed sweep)."""
+    for stale in final.parent.glob(f"{final.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_dir(final: Path) -> Iterator[Path]:
     """Yield an empty staging directory; on success it replaces ``final`` (renames only)."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_stages(final)
     stage = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()

@@ -22,12 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from bench.config import CONF_DIR, PromptEntry, RunConfig, register_schemas, to_run_config, validate
+from bench.loggers import RunLogger, build_logger
 from bench.models.base import build_backbone, resolve_path
 from bench.records import (
     atomic_write_text,
     file_digest,
     is_finished,
     provenance,
+    read_summary,
     run_name,
     staged_dir,
     write_json,
@@ -107,7 +109,7 @@ def write_run(stage: Path, run: RunConfig, key: dict, rollout: Rollout, meta: di
         "status": "ok",
         "run": meta["run"],
         "model": run.model.name,
-        "method": run.method.name,
+        "method": run.method.shown_name,
         "method_params": run.method.params(),
         "prompt_id": key["prompt"]["id"],
         "seed": run.seed,
@@ -124,8 +126,35 @@ def write_run(stage: Path, run: RunConfig, key: dict, rollout: Rollout, meta: di
     return summary
 
 
-def execute(run: RunConfig) -> list[Path]:
-    """Run every selected prompt of ``run``; returns the run directories (finished or skipped)."""
+class NonFiniteError(RuntimeError):
+    pass
+
+
+def failure_status(err: BaseException) -> str:
+    if isinstance(err, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return "failed: out of memory"
+    if isinstance(err, NonFiniteError):
+        return "failed: non-finite values"
+    return "failed: error"
+
+
+def record_failure(final: Path, name: str, key: dict, err: BaseException, device: torch.device) -> dict:
+    """Write a failed run's record. A finished result already there (from a shorter
+    duration ladder) is never replaced: the failure then goes beside it, ``<run>.failed.json``."""
+    summary = {"status": failure_status(err), "message": f"{type(err).__name__}: {err}".splitlines()[0],
+               "run": name, "prompt_id": key["prompt"]["id"], "seed": key["seed"], "method": key["method"]["name"]}
+    if read_summary(final) and read_summary(final).get("status") == "ok":
+        write_json(final.with_name(f"{final.name}.failed.json"), {**summary, **provenance(device)})
+        return summary
+    with staged_dir(final) as stage:
+        write_json(stage / "meta.json", {"run": name, "key": key, **provenance(device)})
+        write_json(stage / "summary.json", summary)
+    return summary
+
+
+def execute(run: RunConfig, logger: RunLogger | None = None) -> list[Path]:
+    """Run every selected prompt of ``run``; returns the run directories (finished, skipped
+    or failed). A failed run is recorded with its status and the others go on."""
     validate(run)
     device = torch.device(run.device)
     g = run.geometry()
@@ -134,9 +163,11 @@ def execute(run: RunConfig) -> list[Path]:
     method = build_method(run.method, g, dtype=run.torch_dtype, device=device)
     sampler = FlowSampler(run.steps, model.default_shift, run.sampler)
     suite = build_suite(run.metrics, device)  # with metrics.strict, missing weights fail here, before any rollout
+    logger = logger or build_logger(run.logger, run)
     quiet = not run.progress or bool(os.environ.get("CI"))
     out_dirs = []
-    for prompt in run.prompts.selected():
+    prompts = run.prompts.selected()
+    for prompt in tqdm(prompts, desc=f"runs of {run.method.name}", unit="run", disable=quiet or len(prompts) < 2):
         key = run_key(run, prompt)
         name = run_name(key)
         final = Path(run.out_dir) / name
@@ -146,19 +177,29 @@ def execute(run: RunConfig) -> list[Path]:
             continue
         bar = tqdm(total=num_frames // g.frames_per_chunk, desc=f"{method.config.name}:{prompt.id}",
                    unit="chunk", disable=quiet, leave=False)
-        with staged_dir(final) as stage:
-            rollout = generate(model, method, prompt.timeline(), num_frames, run.seed, sampler,
-                               on_chunk=lambda _, bar=bar: bar.update())
+        try:
+            with staged_dir(final) as stage:
+                rollout = generate(model, method, prompt.timeline(), num_frames, run.seed, sampler,
+                                   on_chunk=lambda _, bar=bar: bar.update())
+                if not torch.isfinite(rollout.frames).all():
+                    raise NonFiniteError(f"the rollout produced non-finite frames ({name})")
+                meta = {"run": name, "key": key, "method_repr": repr(method),
+                        "model_repr": f"{type(model).__name__}({sum(p.numel() for p in model.parameters())} parameters)",
+                        "weights": run.model.checkpoint or f"random init (init_seed={getattr(run.model, 'init_seed', None)})",
+                        "prompt_encode_s": rollout.prompt_encode_s, **provenance(device)}
+                rows = score_prefixes(suite, run, prompt, rollout, name)
+                summary = write_run(stage, run, key, rollout, meta, rows, suite)
+        except Exception as err:  # recorded; the sweep goes on (KeyboardInterrupt and kills are not caught)
+            summary = record_failure(final, name, key, err, device)
+            log.error("%s %s: %s", summary["status"], name, summary["message"])
+            continue
+        finally:
             bar.close()
-            meta = {"run": name, "key": key, "method_repr": repr(method),
-                    "model_repr": f"{type(model).__name__}({sum(p.numel() for p in model.parameters())} parameters)",
-                    "weights": run.model.checkpoint or f"random init (init_seed={getattr(run.model, 'init_seed', None)})",
-                    "prompt_encode_s": rollout.prompt_encode_s, **provenance(device)}
-            rows = score_prefixes(suite, run, prompt, rollout, name)
-            summary = write_run(stage, run, key, rollout, meta, rows, suite)
+        logger.log_run(final, summary, rows)
         last = summary["durations"][-1]
         log.info("done %s: %d frames, %.1f ms/chunk, %.2f MiB KV", name, summary["frames_generated"],
                  1000 * last["latency_mean_s"], last["kv_mib"])
+    logger.close()
     return out_dirs
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.records import is_staging
+
 COLUMNS = {
     "latency_mean_s": ("ms/chunk", 1000.0),
     "fps": ("FPS", 1.0),
@@ -18,6 +20,8 @@ def load_runs(root: Path) -> pd.DataFrame:
     """One row per (run, duration) from every finished ``summary.json`` under ``root``."""
     rows = []
     for path in sorted(Path(root).glob("*/summary.json")):
+        if is_staging(path.parent):
+            continue
         summary = json.loads(path.read_text())
         if summary.get("status") != "ok":
             continue

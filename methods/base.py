@@ -121,9 +121,11 @@ class LayerStore:
 
 @dataclass
 class MethodConfig:
-    """Base of every method config; ``name`` selects the registered method."""
+    """Base of every method config; ``name`` selects the registered method, ``label`` (default:
+    the name) is how tables and the leaderboard show it (e.g. an ablation ``hf[no_episodic]``)."""
 
     name: str = MISSING
+    label: str | None = None
 
     def __post_init__(self) -> None:
         if self.name not in METHODS:
@@ -133,6 +135,10 @@ class MethodConfig:
 
     def check(self, geometry: Geometry, max_frames: int) -> None:
         """Checks that need the backbone's geometry and the longest rollout (frames)."""
+
+    @property
+    def shown_name(self) -> str:
+        return self.label or self.name
 
     def params(self) -> dict:
         """The method's full parameters, for records and run keys."""

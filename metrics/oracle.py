@@ -149,16 +149,26 @@ def revisit_psnr(frames: np.ndarray, offsets: np.ndarray, window: int, first: in
     }
 
 
+def frame_analysis(frames: np.ndarray, gt: WorldVideo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sprite-colour mask [T, H, W], best offsets [T], background PSNR [T]); each frame's
+    entries depend on that frame alone, so one analysis serves every prefix."""
+    frames = np.asarray(frames, np.float32)
+    sprite = any_sprite_colour(frames)
+    offsets, bg_psnr = best_offsets(frames, gt.canvas, sprite)
+    return sprite, offsets, bg_psnr
+
+
 def oracle_scores(frames: np.ndarray, gt: WorldVideo, start: int = 0, stop: int | None = None,
-                  window: int = 12) -> dict[str, float]:
-    """Every oracle metric on frames [start, stop); revisits look back over the whole prefix."""
+                  window: int = 12, analysis: tuple | None = None) -> dict[str, float]:
+    """Every oracle metric on frames [start, stop); revisits look back over the whole prefix.
+
+    analysis: ``frame_analysis`` of these frames (or a longer run of them), if computed."""
     stop = len(frames) if stop is None else stop
     if stop > gt.frames.shape[0]:
         raise ValueError(f"frames up to {stop} requested but the ground truth has {gt.frames.shape[0]}")
     frames = np.asarray(frames[:stop], np.float32)
     part, gt_part = frames[start:], _slice(gt, start, stop)
-    sprite = any_sprite_colour(frames)  # shared by the three measures below
-    offsets, bg_psnr = best_offsets(frames, gt.canvas, sprite)
+    sprite, offsets, bg_psnr = (x[:stop] for x in (analysis or frame_analysis(frames, gt)))
     steps = np.abs(np.diff(offsets[start:]))
     true_steps = np.abs(np.diff(gt.camera[start:stop])) * TILE
     return {
@@ -202,8 +212,9 @@ class OracleMetric(Metric):
             h, w = gt.frames.shape[2:]
             raise ValueError(f"the oracle needs {h} x {w} toy-world frames; got {video.shape[2]} x {video.shape[3]}")
         window = self.config.window if self.config else OracleConfig().window
-        scalars = oracle_scores(video, gt, 0, len(video), window=window)
-        per_segment = [(a, b, oracle_scores(video, gt, a, b, window=window))
+        analysis = frame_analysis(video, gt)
+        scalars = oracle_scores(video, gt, 0, len(video), window=window, analysis=analysis)
+        per_segment = [(a, b, oracle_scores(video, gt, a, b, window=window, analysis=analysis))
                        for a, b in segment_bounds(len(video), meta.fps, meta.segment_seconds)]
         series = {key: Series(np.array([a for a, _, _ in per_segment]), np.array([b for _, b, _ in per_segment]),
                               np.array([s[key] for _, _, s in per_segment]), meta.fps) for key in self.SERIES}

@@ -43,9 +43,8 @@ class MetricsConfig:
         names = METRICS.names()
         for name in self.enabled:
             require(name in METRICS, "metrics.enabled", name, f"allowed: {', '.join(names)}")
-        for name in self.params:
-            require(name in self.enabled, "metrics.params", name,
-                    f"parameters only for enabled metrics: {', '.join(self.enabled) or 'none'}")
+        for name in self.params:  # parameters of metrics that are not enabled are kept but unused
+            require(name in METRICS, "metrics.params", name, f"allowed: {', '.join(names)}")
         require(self.segment_seconds > 0, "metrics.segment_seconds", self.segment_seconds, "allowed: > 0")
         for name in self.enabled:
             self.metric_config(name)  # unknown or bad parameters fail here

@@ -67,3 +67,17 @@ def test_multirun_expands_and_validates_every_job():
 def test_repacked_sink_fits_long_durations():
     (run,) = check_command_line(["method=sink", "method.positions=repacked", "durations=[600]"], False)
     assert run.frames() == [2400]
+
+
+@pytest.mark.parametrize("preset, jobs, prompt_set, prompts", [
+    ("default", 8, "toy", 4), ("equal_budget", 7, "toy", 16), ("ablations", 6, "toy", 16),
+    ("multi_prompt", 8, "toy_multi", 8)])
+def test_sweep_presets_compose_every_job(preset, jobs, prompt_set, prompts):
+    runs = check_command_line([f"sweep={preset}"], multirun=True)
+    assert len(runs) == jobs and len({r.method.shown_name for r in runs}) == jobs
+    assert all(r.prompts.name == prompt_set and len(r.prompts.selected()) == prompts for r in runs)
+    if preset == "ablations":
+        labels = {r.method.shown_name: r.method for r in runs}
+        assert labels["hf[no_episodic]"].episodic is False and labels["hf[no_rope_reencode]"].rope_reencode is False
+        assert labels["hf[shuffled_roles]"].roles == "shuffled" and labels["head_forcing"].roles == "profiled"
+        assert all(r.method.budget_frames == 16 for r in runs)

@@ -26,8 +26,8 @@ def test_bad_metric_names_and_parameters_are_one_line_errors():
         MetricsConfig(enabled=["fvd"])
     with pytest.raises(ConfigError, match=r"metrics.params.clip.*\['encodr'\].*allowed keys: encoder"):
         MetricsConfig(enabled=["clip"], params={"clip": {"encodr": "toy-clip"}})
-    with pytest.raises(ConfigError, match="parameters only for enabled metrics"):
-        MetricsConfig(enabled=["system"], params={"clip": {"encoder": "toy-clip"}})
+    with pytest.raises(ConfigError, match=r"metrics.params='clipp': allowed: clip, drift"):
+        MetricsConfig(enabled=["system"], params={"clipp": {"encoder": "toy-clip"}})
 
 
 def test_missing_weights_make_a_metric_unavailable_or_fail_in_strict_mode(tmp_path):

@@ -68,3 +68,15 @@ def test_revisit_split_by_window(video):
     wide = oracle_scores(video.frames, video, 0, 120, window=200)
     assert wide["revisits_beyond"] == 0
     assert wide["revisits_within"] == within["revisits_within"] + within["revisits_beyond"]
+
+
+def test_one_frame_analysis_serves_every_prefix():
+    from metrics.oracle import frame_analysis
+
+    gt = simulate([(0, "forest blocks, red ring sliding, camera pans right")], 60, 3)
+    noisy = np.clip(gt.frames + np.random.default_rng(0).normal(0, 0.05, gt.frames.shape), 0, 1).astype(np.float32)
+    analysis = frame_analysis(noisy, gt)
+    for start, stop in [(0, 60), (20, 40), (45, 60)]:
+        direct, shared = oracle_scores(noisy, gt, start, stop, 16), oracle_scores(noisy, gt, start, stop, 16, analysis)
+        assert direct.keys() == shared.keys()
+        np.testing.assert_array_equal(list(direct.values()), list(shared.values()))

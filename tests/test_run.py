@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 from conftest import TINY_OVERRIDES
 from PIL import Image
@@ -72,10 +71,35 @@ def test_finished_runs_are_skipped_and_failures_leave_them_intact(tmp_path, monk
 
     monkeypatch.setattr(bench.run, "generate", explode)
     run.force = True
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        execute(run)
+    execute(run)  # the failure is recorded beside the finished run, which stays as it was
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "_hydra") == [run_dir.name]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "_hydra") == [run_dir.name, f"{run_dir.name}.failed.json"]
+    failure = json.loads((tmp_path / f"{run_dir.name}.failed.json").read_text())
+    assert failure["status"] == "failed: error" and "simulated crash" in failure["message"]
+
+
+def test_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    real = bench.run.generate
+
+    def flaky(model, method, timeline, *args, **kwargs):
+        if "blocks" in timeline[0][1]:
+            raise MemoryError("no room")
+        out = real(model, method, timeline, *args, **kwargs)
+        if "stripes" in timeline[0][1]:
+            out.frames[0, 0, 0, 0] = float("nan")
+        return out
+
+    monkeypatch.setattr(bench.run, "generate", flaky)
+    (run,) = check_command_line([*TINY_OVERRIDES, "durations=[1]", "steps=1", "prompts=toy", f"out_dir={tmp_path}",
+                                 "prompts.select=[forest_blocks,city_stripes,ocean_dots]", "progress=false"],
+                                multirun=False)
+    dirs = execute(run)
+    status = {d.name.split("__")[2]: json.loads((d / "summary.json").read_text())["status"] for d in dirs}
+    assert status == {"forest_blocks": "failed: out of memory", "city_stripes": "failed: non-finite values",
+                      "ocean_dots": "ok"}
+    monkeypatch.setattr(bench.run, "generate", real)
+    execute(run)  # a re-launch reruns the failed runs only
+    assert all(json.loads((d / "summary.json").read_text())["status"] == "ok" for d in dirs)
 
 
 def test_longer_durations_rerun_an_unfinished_prefix(tmp_path):
@@ -120,3 +144,31 @@ def test_cli_train_and_profile_options(tmp_path):
     proc = forcebench("train", "unicorn", cwd=REPO)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "forcebench: error: train 'unicorn': unknown target; allowed: backbone, encoder"
+
+
+def test_a_killed_sweep_relaunched_completes_every_run_exactly_once(tmp_path):
+    import signal
+    import time
+
+    out = tmp_path / "runs"
+    args = ["run", "-m", "method=sink,sliding_window", "method.budget_frames=3", *TINY_OVERRIDES, "prompts=toy",
+            "prompts.select=[forest_blocks,city_stripes,ocean_dots]", "durations=[2]", "steps=1", f"out_dir={out}"]
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *args], cwd=REPO, env={**os.environ, "CI": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(out.glob("*/summary.json"))) < 2:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = {p.parent.name: p.read_bytes() for p in out.glob("*/summary.json") if ".tmp-" not in p.parent.name}
+    assert 2 <= len(finished) < 6, "the sweep should be killed in the middle"
+    mtimes = {name: (out / name / "summary.json").stat().st_mtime_ns for name in finished}
+
+    again = forcebench(*args, cwd=REPO)
+    assert again.returncode == 0, again.stderr
+    runs = sorted(p for p in out.iterdir() if p.name != "_hydra")
+    assert len(runs) == 6 and not any(".tmp-" in p.name or ".old-" in p.name for p in runs)
+    assert all(json.loads((p / "summary.json").read_text())["status"] == "ok" for p in runs)
+    for name, content in finished.items():  # skipped on re-launch: neither rerun nor changed
+        assert (out / name / "summary.json").read_bytes() == content
+        assert (out / name / "summary.json").stat().st_mtime_ns == mtimes[name]
