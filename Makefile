@@ -17,7 +17,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 bench: $(STAMP)
 	$(VENV)/bin/forcebench run -m sweep=default
-	$(VENV)/bin/forcebench table runs/bench
+	$(VENV)/bin/forcebench leaderboard runs/bench --out results
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -172,12 +172,13 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
     return run
 
 
-def validate(run: RunConfig) -> None:
-    """Checks that need the backbone's geometry (durations that do not fit, budgets)."""
+def validate(run: RunConfig, local: bool = True) -> None:
+    """Checks that need the backbone's geometry (durations that do not fit, budgets). With
+    ``local=False`` (jobs that run on other machines) the device is left to the job."""
     frames = run.frames()
     run.model.check()
     run.method.check(run.geometry(), max(frames))
-    if run.device.startswith("cuda") and not torch.cuda.is_available():
+    if local and run.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={run.device!r}: CUDA is not available here; allowed: cpu")
 
 

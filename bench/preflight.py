@@ -20,6 +20,9 @@ from bench.config import CONF_DIR, RunConfig, one_line, register_schemas, to_run
 from bench.errors import ConfigError
 
 MAX_JOBS = 10_000
+# Launchers whose jobs run on other machines: the device is checked by each job (execute()
+# validates again there), not on the machine that submits the sweep.
+REMOTE_LAUNCHERS = ("hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",)
 
 
 def _compose(overrides: list[str], with_hydra: bool = False):
@@ -94,13 +97,19 @@ def hydra_context():
     return initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
 
 
+def runs_elsewhere(job: list[str]) -> bool:
+    """Whether the launcher a job's overrides select runs jobs on other machines (SLURM)."""
+    return _compose(job, with_hydra=True).hydra.launcher.get("_target_") in REMOTE_LAUNCHERS
+
+
 def check_command_line(overrides: list[str], multirun: bool) -> list[RunConfig]:
     """Compose and validate every job; raises ConfigError (one line) on the first bad one."""
     with hydra_context():
         jobs = expand_sweep(overrides) if multirun else [list(overrides)]
+        local = not (multirun and runs_elsewhere(jobs[0]))
         runs = []
         for job in jobs:
             run = to_run_config(_compose(job))
-            validate(run)
+            validate(run, local=local)
             runs.append(run)
     return runs

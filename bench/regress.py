@@ -1,0 +1,390 @@
+"""Regression check: the results of finished runs against a committed reference table.
+
+    forcebench regress RUNS_DIR [--reference CSV] [--tolerances YAML] [--sweep] [--update] [--fail-on-new]
+
+The results table has one value per (method, prompt, seed, seconds, metric): every
+whole-prefix metric of each finished run's ``summary.json`` plus the deterministic
+system values (frames, chunks, KV bytes, tokens kept). The reference is the same table
+as a CSV file (``results/reference/<name>.csv``). The tolerance file
+(``conf/regress/<name>.yaml``) gives per-metric tolerances, the metrics to skip
+(machine-dependent timings and memory) and the ``forcebench run -m`` overrides of the
+sweep that the reference covers (``--sweep`` runs it into RUNS_DIR first).
+
+A value passes when ``|current - reference| <= max(abs, rel * |reference|)``; NaN equals
+NaN. The check fails (exit 1) on a value outside its tolerance, a reference row or
+metric the results lack, or a failed run; rows and metrics only the results have are
+reported as ``new`` and fail only with ``--fail-on-new``. ``--update`` rewrites the
+reference from the results (atomically) after printing what moved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from bench.errors import ConfigError
+from bench.records import REPO_DIR, atomic_write_text
+
+KEY_COLUMNS = ("method", "prompt", "seed", "seconds")
+CSV_COLUMNS = (*KEY_COLUMNS, "metric", "value")
+# Per-duration system values that do not depend on the machine (timings and memory do).
+SYSTEM_KEYS = ("frames", "chunks", "kv_bytes", "tokens_per_head_mean", "tokens_per_head_max", "tokens_total")
+CONFIG_KEYS = ("default", "metrics", "skip", "sweep")
+TOLERANCE_KEYS = ("abs", "rel")
+DEFAULT_NAME = "toy_ci"
+FAILING = ("REGRESSION", "missing", "failed")
+
+RowKey = tuple[str, str, int, float]  # method, prompt, seed, seconds
+Values = dict[tuple[RowKey, str], float]  # (row, metric) -> value
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Allowed deviation: ``max(abs, rel * |reference|)``."""
+
+    abs: float = 0.0
+    rel: float = 0.0
+
+    def allowed(self, reference: float) -> float:
+        return max(self.abs, self.rel * abs(reference))
+
+    def __str__(self) -> str:
+        parts = [f"{k} {getattr(self, k):g}" for k in TOLERANCE_KEYS if getattr(self, k)]
+        return ", ".join(parts) or "exact"
+
+
+def _pattern(text: str) -> re.Pattern:
+    """``*`` matches any run of characters; everything else (brackets included) is literal."""
+    return re.compile(".*".join(re.escape(part) for part in text.split("*")))
+
+
+@dataclass
+class Tolerances:
+    """A tolerance file: default, per-metric entries (exact keys or ``*`` patterns), skips, sweep."""
+
+    path: str
+    default: Tolerance = Tolerance()
+    metrics: dict[str, Tolerance] = field(default_factory=dict)
+    skip: tuple[str, ...] = ()
+    sweep: tuple[str, ...] = ()
+
+    def for_metric(self, metric: str) -> Tolerance:
+        """The exact entry, else the first pattern (in file order) that matches, else the default."""
+        if metric in self.metrics:
+            return self.metrics[metric]
+        for pattern, tol in self.metrics.items():
+            if "*" in pattern and _pattern(pattern).fullmatch(metric):
+                return tol
+        return self.default
+
+    def skipped(self, metric: str) -> bool:
+        return any(_pattern(p).fullmatch(metric) for p in self.skip)
+
+    def unmatched(self, metrics: set[str]) -> list[str]:
+        """Entries of ``metrics:`` and ``skip:`` that match none of ``metrics`` (likely typos)."""
+        return [p for p in (*self.metrics, *self.skip) if not any(_pattern(p).fullmatch(m) for m in metrics)]
+
+
+def _number(path: str, key: str, value) -> float:
+    if isinstance(value, bool):
+        value = None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not number >= 0 or math.isinf(number):
+        raise ConfigError(f"{path}: {key}={value!r}: not a tolerance; allowed: a number >= 0")
+    return number
+
+
+def _tolerance(path: str, key: str, entry) -> Tolerance:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{path}: {key}={entry!r}: not a mapping; allowed: {{abs: X, rel: Y}}")
+    for name in entry:
+        if name not in TOLERANCE_KEYS:
+            raise ConfigError(f"{path}: {key}.{name}: unknown key; allowed: {', '.join(TOLERANCE_KEYS)}")
+    return Tolerance(**{name: _number(path, f"{key}.{name}", v) for name, v in entry.items()})
+
+
+def _strings(path: str, key: str, value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{path}: {key}={value!r}: allowed: a list of strings")
+    return tuple(value)
+
+
+def load_tolerances(path: Path) -> Tolerances:
+    """Read and check a tolerance file; any bad key or value is a one-line ConfigError."""
+    name = _shown(path)
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"tolerances={name!r}: no such file; allowed: a YAML file such as "
+                          f"conf/regress/{DEFAULT_NAME}.yaml") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"tolerances={name!r}: not valid YAML ({str(err).splitlines()[0]})") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ConfigError(f"tolerances={name!r}: not a mapping; allowed keys: {', '.join(CONFIG_KEYS)}")
+    for key in data:
+        if key not in CONFIG_KEYS:
+            raise ConfigError(f"{name}: {key}: unknown key; allowed: {', '.join(CONFIG_KEYS)}")
+    metrics = data.get("metrics") or {}
+    if not isinstance(metrics, dict):
+        raise ConfigError(f"{name}: metrics={metrics!r}: allowed: a mapping of metric key -> {{abs: X, rel: Y}}")
+    return Tolerances(
+        path=name,
+        default=_tolerance(name, "default", data["default"]) if data.get("default") is not None else Tolerance(),
+        metrics={str(k): _tolerance(name, f"metrics.{k}", v) for k, v in metrics.items()},
+        skip=_strings(name, "skip", data.get("skip")),
+        sweep=_strings(name, "sweep", data.get("sweep")),
+    )
+
+
+@dataclass
+class Results:
+    """The results table of a runs directory, plus the rows of runs that failed."""
+
+    values: Values
+    failed: dict[tuple[str, str, int], str]  # (method, prompt, seed) -> the run's status ("failed: ...")
+    seen: set[str] = field(default_factory=set)  # every metric key of the runs, skipped ones included
+
+    @property
+    def rows(self) -> set[RowKey]:
+        return {row for row, _ in self.values}
+
+
+def _row_key(method, prompt, seed, seconds) -> RowKey:
+    return str(method), str(prompt), int(seed), float(seconds)
+
+
+def load_results(root: Path, tolerances: Tolerances) -> Results:
+    """One value per (method, prompt, seed, seconds, metric) from the finished runs under
+    ``root`` (skipped metrics left out). Two runs with the same key are an error: the key
+    does not name method parameters, so one runs directory holds one variant of each method."""
+    results = Results({}, {})
+    owner: dict[tuple[str, str, int], str] = {}
+    for path in sorted(Path(root).glob("*/summary.json")):
+        if ".tmp-" in path.parent.name or ".old-" in path.parent.name:
+            continue  # a staging directory, never a result
+        try:
+            summary = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue  # being written by a running job: not finished
+        run = (summary.get("method"), summary.get("prompt_id"), summary.get("seed"))
+        if None in run:
+            continue
+        run = (str(run[0]), str(run[1]), int(run[2]))
+        if run in owner:
+            raise ConfigError(f"runs={str(root)!r}: {owner[run]} and {path.parent.name} share method, prompt and "
+                              "seed; allowed: one run per (method, prompt, seed) in a runs directory")
+        owner[run] = path.parent.name
+        if summary.get("status") != "ok":
+            results.failed[run] = str(summary.get("status"))
+            continue
+        for d in summary.get("durations", []):
+            row = _row_key(*run, d.get("seconds_requested", d.get("seconds")))
+            scalars = {k: d[k] for k in SYSTEM_KEYS if k in d} | d.get("metrics", {})
+            results.seen.update(scalars)
+            for metric, value in scalars.items():
+                if not tolerances.skipped(metric):
+                    results.values[(row, metric)] = float(value) if value is not None else math.nan
+    return results
+
+
+def read_reference(path: Path) -> Values:
+    """The reference CSV (columns method, prompt, seed, seconds, metric, value)."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"reference={str(path)!r}: no such file; create it on purpose with --update") from None
+    reader = csv.DictReader(io.StringIO(text))
+    if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+        raise ConfigError(f"reference={str(path)!r}: columns {reader.fieldnames}; allowed: {', '.join(CSV_COLUMNS)}")
+    values: Values = {}
+    for line, rec in enumerate(reader, start=2):
+        try:
+            row = _row_key(rec["method"], rec["prompt"], rec["seed"], rec["seconds"])
+            values[(row, rec["metric"])] = float(rec["value"])
+        except (TypeError, ValueError):
+            raise ConfigError(f"reference={str(path)!r}: line {line}: {rec}: allowed: seed an integer, "
+                              "seconds and value numbers") from None
+    return values
+
+
+def _fmt_value(value: float) -> str:
+    if math.isfinite(value) and value == int(value) and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)  # shortest text that reads back to the same float
+
+
+def write_reference(path: Path, values: Values) -> None:
+    """Write the reference CSV atomically, sorted, with values that read back exactly."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for (row, metric), value in sorted(values.items()):
+        method, prompt, seed, seconds = row
+        writer.writerow([method, prompt, seed, _fmt_value(seconds), metric, _fmt_value(value)])
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(path), buf.getvalue())
+
+
+@dataclass
+class Finding:
+    """One compared value (or a whole row, metric ``*``) that is not unchanged."""
+
+    status: str  # REGRESSION | missing | failed | moved | new
+    row: RowKey
+    metric: str
+    reference: float | None = None
+    current: float | None = None
+    tolerance: Tolerance | None = None
+    note: str = ""
+
+
+def compare(reference: Values, results: Results, tolerances: Tolerances) -> tuple[list[Finding], int]:
+    """Findings (failures first) and the number of values that are unchanged."""
+    findings: list[Finding] = []
+    ref_rows = {row for row, _ in reference}
+    current = results.values
+    unchanged = 0
+    for row in sorted(ref_rows - results.rows):
+        status = results.failed.get(row[:3])
+        n = sum(1 for r, _ in reference if r == row)
+        findings.append(Finding("failed" if status else "missing", row, "*",
+                                note=status or f"row not in the results ({n} reference values)"))
+    covered = {row[:3] for row in ref_rows}
+    for run, status in sorted(results.failed.items()):
+        if run not in covered:  # a run the reference does not have, failed: still a failure
+            findings.append(Finding("failed", (*run, math.nan), "*", note=status))
+    for row in sorted(results.rows - ref_rows):
+        n = sum(1 for r, _ in current if r == row)
+        findings.append(Finding("new", row, "*", note=f"not in the reference ({n} values)"))
+    for (row, metric), ref in sorted(reference.items()):
+        if row not in results.rows or tolerances.skipped(metric):
+            continue
+        tol = tolerances.for_metric(metric)
+        if (row, metric) not in current:
+            findings.append(Finding("missing", row, metric, ref, tolerance=tol, note="metric not in the results"))
+            continue
+        cur = current[(row, metric)]
+        if cur == ref or (math.isnan(cur) and math.isnan(ref)):
+            unchanged += 1
+            continue
+        ok = math.isfinite(cur) and math.isfinite(ref) and abs(cur - ref) <= tol.allowed(ref)
+        findings.append(Finding("moved" if ok else "REGRESSION", row, metric, ref, cur, tol))
+    for (row, metric), cur in sorted(current.items()):
+        if row in ref_rows and (row, metric) not in reference:
+            findings.append(Finding("new", row, metric, current=cur, note="metric not in the reference"))
+    order = {"REGRESSION": 0, "failed": 1, "missing": 2, "moved": 3, "new": 4}
+    findings.sort(key=lambda f: order[f.status])
+    return findings, unchanged
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
+
+
+def format_findings(findings: list[Finding], limit: int) -> str:
+    """A fixed-width table: status, row key, metric, reference, current, diff, relative diff, tolerance."""
+    header = ("status", *KEY_COLUMNS, "metric", "reference", "current", "diff", "rel", "tolerance / note")
+    lines = []
+    for f in findings[:limit]:
+        both = f.current is not None and f.reference is not None and math.isfinite(f.current - f.reference)
+        diff = f.current - f.reference if both else math.nan
+        rel = diff / abs(f.reference) if both and f.reference else math.nan
+        seconds = "*" if math.isnan(f.row[3]) else f"{f.row[3]:g}"
+        lines.append((f.status, f.row[0], f.row[1], str(f.row[2]), seconds, f.metric,
+                      _num(f.reference), _num(f.current), f"{diff:+.3g}" if both else "",
+                      f"{100 * rel:+.3g}%" if both and math.isfinite(rel) else "",
+                      str(f.tolerance) if f.tolerance and f.status in ("REGRESSION", "moved") else f.note))
+    widths = [max(len(x) for x in col) for col in zip(header, *lines)]
+    text = ["  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in (header, *lines)]
+    if len(findings) > limit:
+        text.append(f"... and {len(findings) - limit} more (--show N to list them)")
+    return "\n".join(text)
+
+
+def run_sweep(overrides: tuple[str, ...] | list[str], out_dir: Path) -> None:
+    """Run a sweep (``forcebench run -m`` overrides) in this process; finished runs are skipped."""
+    from bench.preflight import check_command_line
+    from bench.run import execute
+
+    if not overrides:
+        raise ConfigError("sweep=[]: the tolerance file names no sweep; allowed: a list of `forcebench run -m` overrides")
+    for run in check_command_line([*overrides, f"out_dir={out_dir}", "progress=false"], multirun=True):
+        execute(run)
+
+
+def _summary_line(findings: list[Finding], unchanged: int, fail_on_new: bool) -> tuple[str, bool]:
+    count = {s: sum(f.status == s for f in findings) for s in ("REGRESSION", "missing", "failed", "moved", "new")}
+    failing = FAILING + (("new",) if fail_on_new else ())
+    failed = any(count[s] for s in failing)
+    line = (f"{count['REGRESSION']} outside tolerance, {count['missing']} missing, {count['failed']} failed, "
+            f"{count['moved']} moved within tolerance, {count['new']} new, {unchanged} unchanged")
+    return line, failed
+
+
+def _shown(path: Path | str) -> str:
+    """A path as typed, or relative to the working directory when it lies below it."""
+    rel = os.path.relpath(path)
+    return str(path) if rel.startswith("..") else rel
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="forcebench regress",
+                                     description="Compare the runs under RUNS with a committed reference table.")
+    parser.add_argument("runs", help="directory holding run directories (one sweep)")
+    parser.add_argument("--tolerances", default=str(REPO_DIR / "conf" / "regress" / f"{DEFAULT_NAME}.yaml"),
+                        help=f"tolerance file (default: conf/regress/{DEFAULT_NAME}.yaml)")
+    parser.add_argument("--reference", default=None,
+                        help="reference CSV (default: results/reference/<name of the tolerance file>.csv)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="first run the tolerance file's sweep into RUNS (finished runs are skipped)")
+    parser.add_argument("--update", action="store_true", help="(re)write the reference from the results, on purpose")
+    parser.add_argument("--fail-on-new", action="store_true", help="also fail on rows or metrics the reference lacks")
+    parser.add_argument("--show", type=int, default=60, help="list at most this many findings (default %(default)s)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    """``forcebench regress``: 0 when nothing regressed (or after --update), 1 on a regression."""
+    args = parse_args(argv)
+    tolerances = load_tolerances(Path(args.tolerances))
+    reference_path = Path(args.reference or REPO_DIR / "results" / "reference" / f"{Path(args.tolerances).stem}.csv")
+    runs = Path(args.runs)
+    if args.sweep:
+        run_sweep(tolerances.sweep, runs)
+    results = load_results(runs, tolerances)
+    if not results.values and not results.failed:
+        raise ConfigError(f"runs={args.runs!r}: no finished run directories found there")
+    reference = read_reference(reference_path) if reference_path.exists() or not args.update else {}
+    findings, unchanged = compare(reference, results, tolerances)
+    for entry in tolerances.unmatched(results.seen | {m for _, m in reference}):
+        print(f"note: {tolerances.path}: {entry!r} matches no metric of the results or the reference")
+    print(f"reference {_shown(reference_path)} ({len(reference)} values); results {_shown(runs)} ({len(results.values)} values, "
+          f"{len(results.rows)} rows); tolerances {tolerances.path}")
+    if findings:
+        print(format_findings(findings, max(args.show, 0)))
+    line, failed = _summary_line(findings, unchanged, args.fail_on_new)
+    if args.update:
+        if results.failed:
+            (method, prompt, seed), status = next(iter(results.failed.items()))
+            raise ConfigError(f"--update: the run of {method}/{prompt}/s{seed} has status {status!r}; "
+                              "allowed: a reference from finished runs only")
+        write_reference(reference_path, results.values)
+        print(f"regress: wrote {len(results.values)} values ({len(results.rows)} rows) to {_shown(reference_path)}")
+        return 0
+    print(f"regress: {'FAIL' if failed else 'PASS'}: {line}")
+    return 1 if failed else 0
