@@ -33,11 +33,17 @@ def key_hash(key: dict[str, Any]) -> str:
 
 
 def file_digest(path: Path) -> str:
-    """First 12 hex digits of a file's SHA-1 (weights identity in run keys and records)."""
+    """First 12 hex digits of the SHA-1 of a file, or of a folder's files (sorted relative
+    names and contents: a diffusers checkpoint folder); weights identity in run keys."""
+    path = Path(path)
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
     digest = hashlib.sha1()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode() + b"\0")
+        with open(file, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()[:12]
 
 

@@ -110,6 +110,8 @@ def generate(
     observer = method.observe_attention if method.needs_attention_mass else None
     frames, clean, records, encode_s = [], [], [], []
     context, prompt_index = None, -1
+    # a causal VAE decodes chunk after chunk with its cache carried over (Wan); others per chunk
+    decode = model.decode_stream() if hasattr(model, "decode_stream") else model.decode
     for c in range(num_frames // F):
         active = max(i for i, s in enumerate(starts) if s <= c)
         if active != prompt_index:
@@ -150,7 +152,7 @@ def generate(
         record = ChunkRecord(c, c * F, (c + 1) * F, prompt_index, wall, stats.kv_bytes,
                              stats.tokens.cpu().numpy(), peak_memory_bytes(device))
         records.append(record)
-        frames.append(model.decode(x)[0].cpu())
+        frames.append(decode(x)[0].cpu())
         if on_chunk is not None:
             on_chunk(record)
     return Rollout(torch.cat(frames), records, encode_s)

@@ -47,3 +47,19 @@ def test_checkpoint_with_wrong_keys_or_shapes(tmp_path, tiny_model):
     save_file(bigger.state_dict(), str(path))
     with pytest.raises(ConfigError, match=r"blocks.0.mlp.0.weight has shape \(128, 32\), the model expects \(64, 32\)"):
         ToyDiT(ToyConfig(**TINY, checkpoint=str(path)))
+
+
+def test_weights_digest_of_a_checkpoint_folder_covers_names_and_contents(tmp_path):
+    from bench.records import file_digest
+
+    folder = tmp_path / "transformer"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"abc")
+    first = file_digest(folder)
+    assert len(first) == 12 and file_digest(folder) == first
+    (folder / "model.safetensors").write_bytes(b"abd")
+    assert file_digest(folder) != first
+    (folder / "model.safetensors").write_bytes(b"abc")
+    (folder / "config.json").rename(folder / "other.json")
+    assert file_digest(folder) != first

@@ -1,6 +1,6 @@
 """Backbones. Importing this package registers every backbone in ``MODELS``."""
 
-from bench.models import toy  # noqa: F401  (registers "toy")
+from bench.models import toy, wan  # noqa: F401  (registers "toy" and "wan")
 from bench.models.base import MODELS, Backbone, Geometry, ModelConfig, build_backbone
 
 __all__ = ["MODELS", "Backbone", "Geometry", "ModelConfig", "build_backbone"]
