@@ -82,6 +82,12 @@ def run(prompts: str, seeds: list[int], configs: dict, durations: list[int], ste
     return pd.DataFrame(rows)
 
 
+def _title(md: Path) -> str:
+    """The title line of an existing report (kept when the report is rewritten)."""
+    first = md.read_text().splitlines()[0] if md.is_file() else "# Cache methods on the toy backbone"
+    return first.removeprefix("# ")
+
+
 def report(df: pd.DataFrame, title: str, command: str, minutes: float) -> str:
     lines = [f"# {title}", "", f"Produced by `{command}` ({minutes:.1f} min). Oracle metrics on the last 5 s of",
              "each duration (metrics/oracle.py); mean ± 95 % normal interval over prompts x seeds.", ""]
@@ -92,7 +98,35 @@ def report(df: pd.DataFrame, title: str, command: str, minutes: float) -> str:
         for (seconds, method), group in part.groupby(["seconds", "method"], sort=False):
             lines.append(f"| {seconds} | {method} | " + " | ".join(mean_ci(group[c]) for c in SHOWN) + f" | {len(group)} |")
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + paired_table(df))
+
+
+PAIRED = ["revisit_psnr_beyond", "pan_consistency", "sprite_presence", "background_psnr"]
+
+
+def paired_table(df: pd.DataFrame, target: str = "head_forcing") -> list[str]:
+    """Markdown lines: ``target`` minus every other method at the longest duration, paired on
+    (prompt, seed) videos where both have a value; mean ± 95 % normal interval (n pairs)."""
+    seconds = df.seconds.max()
+    if target not in set(df.method):
+        return []
+    others = [m for m in df.method.unique() if m not in (target, "full")]
+    lines = [f"## Paired: {target} minus each method at {seconds} s", "",
+             "Differences per video (same prompt and seed), then mean ± 95 % normal interval and the",
+             "number of pairs (revisits exist only in videos whose estimated view returns).", ""]
+    for split in ["all", *sorted(df.split.unique())]:
+        part = df[df.seconds == seconds] if split == "all" else df[(df.seconds == seconds) & (df.split == split)]
+        lines += [f"### Split: {split}", "", "| metric | " + " | ".join(others) + " |", "|" + "---|" * (len(others) + 1)]
+        for metric in PAIRED:
+            table = part.pivot_table(index=["prompt", "seed"], columns="method", values=metric)
+            cells = []
+            for other in others:
+                diff = (table[target] - table[other]).dropna()
+                half = 1.96 * diff.std() / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
+                cells.append(f"{diff.mean():+.3f} ± {half:.3f} (n={len(diff)})" if len(diff) else "n/a")
+            lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def main(argv: list[str]) -> int:
@@ -107,7 +141,15 @@ def main(argv: list[str]) -> int:
                         help="only this split's prompts (tune on train, report on heldout)")
     parser.add_argument("--ablations", action="store_true", help="add the Head Forcing ablations")
     parser.add_argument("--out", default=None, help="default: results/methods_<prompts>[_ablations].md")
+    parser.add_argument("--report-only", metavar="JSON", default=None,
+                        help="rewrite the markdown next to a results JSON of an earlier compare, without running")
     args = parser.parse_args(argv)
+    if args.report_only:
+        saved = json.loads(Path(args.report_only).read_text())
+        df = pd.DataFrame(saved["rows"])
+        title = _title(Path(args.report_only).with_suffix(".md"))
+        atomic_write_text(Path(args.report_only).with_suffix(".md"), report(df, title, saved["command"], saved["minutes"]))
+        return 0
     command = "forcebench compare " + " ".join(argv)
     configs = method_configs([] if args.ablations else args.methods, args.budget_frames, args.ablations)
     start = time.perf_counter()
