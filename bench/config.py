@@ -71,9 +71,18 @@ class PromptEntry:
 class PromptSetConfig:
     name: str = MISSING
     prompts: list[PromptEntry] = field(default_factory=list)
+    file: str | None = None  # more prompts from a .txt / .yaml file (bench/prompt_files.py)
     select: list[str] | None = None  # ids to run (default: all)
 
     def __post_init__(self) -> None:
+        if self.file is not None:
+            from bench.prompt_files import read_prompt_file
+
+            items = read_prompt_file(self.file)
+            for item in items:
+                if item.get("schedule") is not None:
+                    item["schedule"] = [ScheduleItem(**step) for step in item["schedule"]]
+            self.prompts = list(self.prompts) + [PromptEntry(**item) for item in items]
         ids = [p.id for p in self.prompts]
         require(len(ids) > 0, "prompts.prompts", ids, "a prompt set needs at least one prompt")
         dup = sorted({i for i in ids if ids.count(i) > 1})
