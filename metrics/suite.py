@@ -12,7 +12,7 @@ unavailable metric. Aggregation across videos is by video (see metrics/base.py).
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -121,6 +121,3 @@ def build_suite(cfg: MetricsConfig, device: str | torch.device = "cpu") -> Suite
     described = {n: m.describe() if hasattr(m, "describe") else {"encoder": n} for n, m in loaded.items()}
     return Suite(metrics, unavailable, described, cfg.segment_seconds)
 
-
-def config_dict(cfg: MetricsConfig) -> dict:
-    return {k: (asdict(v) if is_dataclass(v) else v) for k, v in asdict(cfg).items()}
