@@ -2,9 +2,9 @@
 
 One run directory per (model, method and its parameters, prompt entry, seed). The rollout
 goes to the longest requested duration; every shorter duration is summarised from its
-prefix. Files: config.yaml, meta.json, frames.npy, video.gif, chunks.csv,
-cache_heads.csv, summary.json (written last: its presence with status ok marks a finished
-run).
+prefix (and scored on it by the metric suite). Files: config.yaml, meta.json, frames.npy,
+video.gif, chunks.csv, cache_heads.csv, metrics.csv, summary.json (written last: its
+presence with status ok marks a finished run; a failed run's summary carries its status).
 """
 
 from __future__ import annotations
