@@ -112,6 +112,15 @@ class Backbone(nn.Module, ABC):
         """Prompt context for cross-attention (backbone-specific, batch of 1)."""
 
     @abstractmethod
+    def _run(self, x: torch.Tensor, t: torch.Tensor, context: Any, attend: Any) -> torch.Tensor:
+        """The network on frames x [B, T, C, H, W] with timesteps t [B, T]; ``attend`` is the
+        self-attention back-end (bench/models/attention.py). Returns what the network
+        predicts, [B, T, C, H, W] (``velocity`` turns it into the velocity)."""
+
+    def velocity(self, x: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Network output -> velocity; the identity for networks that predict the velocity."""
+        return out
+
     def forward_chunk(
         self,
         x: torch.Tensor,
@@ -127,6 +136,26 @@ class Backbone(nn.Module, ABC):
         Returns (velocity [B, F, C, H, W], kv or None), kv being per layer
         (k, v) of shape [B, H, F * tokens_per_frame, D] with keys spatially rotated only.
         """
+        from bench.models.attention import CachedSelfAttention  # it imports this module
+
+        attend = CachedSelfAttention(views, self.rope, self.geometry.tokens_per_frame, return_kv, observer)
+        return self.velocity(x, t, self._run(x, t, context, attend)).to(x.dtype), attend.kv
+
+    def forward_sequence(
+        self, x: torch.Tensor, t: torch.Tensor, context: Any, frame_pos: torch.Tensor, mask: torch.Tensor,
+        raw: bool = False,
+    ) -> torch.Tensor:
+        """Dense forward over a whole sequence of frames with a frame-level mask (the
+        equivalence tests and teacher-forcing training).
+
+        x: [B, T, C, H, W]; t: [B, T]; frame_pos: [T] temporal positions; mask: [T, T].
+        Returns the velocity, or with ``raw`` what the network predicts.
+        """
+        from bench.models.attention import MaskedSelfAttention
+
+        attend = MaskedSelfAttention(frame_pos, mask, self.rope, self.geometry.tokens_per_frame)
+        out = self._run(x, t, context, attend)
+        return (out if raw else self.velocity(x, t, out)).to(x.dtype)
 
     @abstractmethod
     def decode(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,16 +22,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import require
-from bench.models.attention import CachedSelfAttention, MaskedSelfAttention
 from bench.models.base import (
     MODELS,
-    AttentionObserver,
     Backbone,
     Geometry,
     ModelConfig,
     load_checkpoint,
 )
-from kernels import RaggedKV, Rope3D, rope_split
+from kernels import Rope3D, rope_split
 
 SHIPPED_WEIGHTS = "bench/models/weights/toy_dit.safetensors"
 
@@ -219,31 +217,6 @@ class ToyDiT(Backbone):
         shift, scale = self.out_modulation(F.silu(temb)).chunk(2, dim=-1)
         out = self.out(self.out_norm(tokens) * (1 + scale) + shift)
         return self.unpatchify(out, T)
-
-    def forward_chunk(
-        self,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        context: dict[str, Any],
-        views: list[RaggedKV],
-        return_kv: bool = False,
-        observer: AttentionObserver | None = None,
-    ):
-        attend = CachedSelfAttention(views, self.rope, self.geometry.tokens_per_frame, return_kv, observer)
-        return self.velocity(x, t, self._run(x, t, context, attend)), attend.kv
-
-    def forward_sequence(
-        self, x: torch.Tensor, t: torch.Tensor, context: dict[str, Any], frame_pos: torch.Tensor,
-        mask: torch.Tensor, raw: bool = False,
-    ) -> torch.Tensor:
-        """Dense forward over a whole sequence of frames with a frame-level mask.
-
-        x: [B, T, C, H, W]; t: [B, T]; frame_pos: [T] temporal positions; mask: [T, T].
-        Returns the velocity, or with ``raw`` what the network predicts (``cfg.prediction``).
-        """
-        attend = MaskedSelfAttention(frame_pos, mask, self.rope, self.geometry.tokens_per_frame)
-        out = self._run(x, t, context, attend)
-        return out if raw else self.velocity(x, t, out)
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Network output -> velocity. An x0 prediction gives v = (x_t - x0) / t, so that an

@@ -29,8 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import require
-from bench.models.attention import CachedSelfAttention, MaskedSelfAttention
-from bench.models.base import MODELS, AttentionObserver, Backbone, Geometry, ModelConfig
+from bench.models.base import MODELS, Backbone, Geometry, ModelConfig
 from bench.models.wan_io import (
     STAND_IN_DECODE,
     STAND_IN_TEXT,
@@ -40,7 +39,7 @@ from bench.models.wan_io import (
     stand_in_features,
 )
 from bench.models.wan_loader import existing_path, load_wan_checkpoint
-from kernels import RaggedKV, Rope3D, rope_split
+from kernels import Rope3D, rope_split
 
 
 @dataclass
@@ -327,34 +326,6 @@ class WanDiT(Backbone):
         for layer, block in enumerate(self.blocks):
             tokens = block(layer, tokens, e0, ctx, rows, cols, self.rope, attend)
         return self.unpatchify(self.head(tokens, e).float())
-
-    def forward_chunk(
-        self,
-        x: torch.Tensor,
-        t: torch.Tensor,
-        context: dict[str, Any],
-        views: list[RaggedKV],
-        return_kv: bool = False,
-        observer: AttentionObserver | None = None,
-    ):
-        attend = CachedSelfAttention(views, self.rope, self.geometry.tokens_per_frame, return_kv, observer)
-        return self._run(x, t, context, attend).to(x.dtype), attend.kv
-
-    def forward_sequence(
-        self, x: torch.Tensor, t: torch.Tensor, context: dict[str, Any], frame_pos: torch.Tensor,
-        mask: torch.Tensor, raw: bool = False,
-    ) -> torch.Tensor:
-        """Dense forward over a whole sequence of frames with a frame-level mask.
-
-        x: [B, T, C, h, w]; t: [B, T]; frame_pos: [T] temporal positions; mask: [T, T].
-        Returns the velocity (``raw`` is accepted for bench/train.py: the same output).
-        """
-        attend = MaskedSelfAttention(frame_pos, mask, self.rope, self.geometry.tokens_per_frame)
-        return self._run(x, t, context, attend).to(x.dtype)
-
-    def velocity(self, x: torch.Tensor, t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """Wan predicts the flow velocity noise - x0 directly (x0 = x_t - t v)."""
-        return out
 
 
 def kv_cache_bytes(cfg: WanConfig, frames: int, bytes_per_value: int = 2, batch: int = 1) -> int:
