@@ -35,12 +35,21 @@ def resolve_path(path: str) -> Path:
     return file
 
 
+PATH_KINDS = {"file": Path.is_file, "folder": Path.is_dir, "file or folder": Path.exists}
+
+
+def existing_path(path: str, key: str, kind: str = "file") -> Path:
+    """``resolve_path(path)`` that is a ``kind`` (file, folder, or file or folder), or a
+    one-line ConfigError naming ``key`` and where it looked."""
+    found = resolve_path(path)
+    if not PATH_KINDS[kind](found):
+        raise ConfigError(f"{key}={path!r}: {kind} not found (looked at {found.resolve()})")
+    return found
+
+
 def existing_file(path: str, key: str) -> Path:
-    """``resolve_path(path)``, or a one-line ConfigError naming ``key`` and where it looked."""
-    file = resolve_path(path)
-    if not file.is_file():
-        raise ConfigError(f"{key}={path!r}: file not found (looked at {file.resolve()})")
-    return file
+    """``existing_path`` for a file."""
+    return existing_path(path, key, "file")
 
 # (layer, mass [N]) -> None: attention probability each cache entry received in one call.
 AttentionObserver = Callable[[int, torch.Tensor], None]

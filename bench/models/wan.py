@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.errors import require
-from bench.models.base import MODELS, Backbone, Geometry, ModelConfig
+from bench.models.base import MODELS, Backbone, Geometry, ModelConfig, existing_path
 from bench.models.wan_io import (
     STAND_IN_DECODE,
     STAND_IN_TEXT,
@@ -38,7 +38,7 @@ from bench.models.wan_io import (
     WanVae,
     stand_in_features,
 )
-from bench.models.wan_loader import existing_path, load_wan_checkpoint
+from bench.models.wan_loader import load_wan_checkpoint
 from kernels import Rope3D, rope_split
 
 
@@ -119,11 +119,11 @@ class WanConfig(ModelConfig):
     def check(self) -> None:
         """Every configured file must exist (a checkpoint may be a file or a diffusers folder)."""
         if self.checkpoint:
-            existing_path(self.checkpoint, "model.checkpoint")
+            existing_path(self.checkpoint, "model.checkpoint", "file or folder")
         if self.vae:
             WanVae(self.vae)
         if self.text_encoder:
-            existing_path(self.text_encoder, "model.text_encoder", folder=True)
+            existing_path(self.text_encoder, "model.text_encoder", "folder")
         if self.text_embeddings:
             EmbeddingsFile(self.text_embeddings, self.text_len, self.text_dim)
 

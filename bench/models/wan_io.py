@@ -27,8 +27,7 @@ from pathlib import Path
 import torch
 
 from bench.errors import ConfigError
-from bench.models.base import existing_file
-from bench.models.wan_loader import existing_path
+from bench.models.base import existing_file, existing_path
 
 STAND_IN_TEXT = "stand-in text embeddings (seeded random, not UMT5)"
 STAND_IN_DECODE = "stand-in decode (sigmoid of latent channels 0-2, not the Wan VAE)"
@@ -85,7 +84,7 @@ class Umt5Encoder:
 
     def __init__(self, path: str, text_len: int) -> None:
         self.path, self.text_len = path, text_len
-        self.folder = existing_path(path, "model.text_encoder", folder=True)
+        self.folder = existing_path(path, "model.text_encoder", "folder")
         self.encoder = self.tokenizer = None
 
     def _load(self, device: torch.device, dtype: torch.dtype) -> None:
@@ -118,7 +117,7 @@ class WanVae:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        folder = existing_path(path, "model.vae", folder=True)
+        folder = existing_path(path, "model.vae", "folder")
         if not (folder / "config.json").is_file() and (folder / "vae" / "config.json").is_file():
             folder = folder / "vae"  # a diffusers pipeline folder
         if not (folder / "config.json").is_file():

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from bench.errors import ConfigError
-from bench.models.base import resolve_path
+from bench.models.base import existing_path
 
 NESTED_KEYS = ("generator_ema", "generator", "model", "state_dict", "module")
 PREFIXES = ("model.", "module.", "diffusion_model.", "_orig_mod.")
@@ -54,16 +54,6 @@ DIFFUSERS_TO_WAN = [
     (r"^(blocks\.\d+)\.ffn\.net\.0\.proj\.", r"\1.ffn.0."),
     (r"^(blocks\.\d+)\.ffn\.net\.2\.", r"\1.ffn.2."),
 ]
-
-
-def existing_path(path: str, key: str, folder: bool = False) -> Path:
-    """``resolve_path(path)`` that exists (a folder if ``folder``), else a one-line ConfigError."""
-    found = resolve_path(path)
-    ok = found.is_dir() if folder else found.exists()
-    if not ok:
-        what = "folder" if folder else "file or folder"
-        raise ConfigError(f"{key}={path!r}: {what} not found (looked at {found.resolve()})")
-    return found
 
 
 def diffusers_to_wan(name: str) -> str:
@@ -133,7 +123,7 @@ def _unwrap(obj: dict, path: str, key: str, nested_key: str | None) -> dict[str,
 def read_state_dict(path: str, key: str = "model.checkpoint", nested_key: str | None = None
                     ) -> dict[str, torch.Tensor]:
     """Any supported checkpoint at ``path`` -> {Wan parameter name: tensor}."""
-    file = existing_path(path, key)
+    file = existing_path(path, key, "file or folder")
     if file.is_dir():
         return _read_diffusers(file, key)
     state = _unwrap(_read_file(file, key), path, key, nested_key)
