@@ -57,6 +57,18 @@ def as_rgb(frames: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def map_pairs(model: Any, method: str, a: torch.Tensor, b: torch.Tensor, batch: int) -> torch.Tensor:
+    """``model.<method>(a_n, b_n)`` (or ``model(...)``) over frame pairs a, b [N, C, H, W], in
+    batches on the model's device; the batches' results concatenated on the CPU as float."""
+    fn, device = getattr(model, method, model), model_device(model)
+    out = []
+    for i in range(0, len(a), batch):
+        x, y = as_rgb(a[i:i + batch]), as_rgb(b[i:i + batch])
+        out.append((fn(x.to(device), y.to(device)) if device else fn(x, y)).float().cpu())
+    return torch.cat(out)
+
+
+@torch.no_grad()
 def image_features(encoder: Any, frames: torch.Tensor, batch: int = 64) -> torch.Tensor:
     """frames [T, C, H, W] in [0, 1] -> L2-normalised features [T, D] (float32, on the CPU)."""
     device = model_device(encoder)

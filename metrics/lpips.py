@@ -20,21 +20,14 @@ import torch
 
 from bench.errors import require
 from metrics.base import METRICS, Metric, MetricOutput, VideoMeta, metric_key, segment_series
-from metrics.clip import as_rgb, model_device
+from metrics.clip import map_pairs
 
 VERSION = "lpips-v1"
 
 
-@torch.no_grad()
 def pair_distances(model: Any, a: torch.Tensor, b: torch.Tensor, batch: int = 32) -> np.ndarray:
     """d(a_n, b_n) for frames a, b [N, C, H, W] in [0, 1] -> [N]."""
-    fn, device = getattr(model, "distance", model), model_device(model)
-    out = []
-    for i in range(0, len(a), batch):
-        x, y = as_rgb(a[i:i + batch]), as_rgb(b[i:i + batch])
-        d = fn(x.to(device), y.to(device)) if device else fn(x, y)
-        out.append(d.reshape(len(x)).float().cpu())
-    return torch.cat(out).numpy().astype(float)
+    return map_pairs(model, "distance", a, b, batch).reshape(len(a)).numpy().astype(float)
 
 
 @dataclass

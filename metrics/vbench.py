@@ -49,7 +49,7 @@ from metrics.base import (
     metric_key,
     segment_bounds,
 )
-from metrics.clip import as_rgb, image_features, model_device
+from metrics.clip import image_features, map_pairs, model_device
 from metrics.encoders import WEIGHTS_ENV, EncoderUnavailable, weights_dirs
 
 VERSION = "vbench-v1"
@@ -75,15 +75,9 @@ def temporal_flickering(frames: torch.Tensor) -> float:
     return float((255 - (q[1:] - q[:-1]).abs().mean()) / 255)
 
 
-@torch.no_grad()
 def pair_flow(model: Any, a: torch.Tensor, b: torch.Tensor, batch: int = 16) -> torch.Tensor:
     """Flow a -> b ([N, 2, H, W] pixel displacement, channel 0 = x) for frames a, b [N, C, H, W]."""
-    fn, device = getattr(model, "flow", model), model_device(model)
-    out = []
-    for i in range(0, len(a), batch):
-        x, y = as_rgb(a[i:i + batch]), as_rgb(b[i:i + batch])
-        out.append(fn(x.to(device), y.to(device)) if device else fn(x, y))
-    return torch.cat([o.float().cpu() for o in out])
+    return map_pairs(model, "flow", a, b, batch)
 
 
 def top_magnitude(flow: torch.Tensor, share: float = 0.05) -> torch.Tensor:
