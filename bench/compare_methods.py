@@ -26,7 +26,7 @@ from bench.rollout import frame_timeline, generate
 from bench.sampler import FlowSampler
 from bench.world import simulate
 from methods import METHODS, build_method
-from metrics.oracle import oracle_scores
+from metrics.oracle import frame_analysis, oracle_scores
 
 DURATIONS = [5, 10, 30, 60]
 BOUNDED = ["sliding_window", "sink", "uniform", "deep_forcing", "infinity_rope", "two_tier", "head_forcing"]
@@ -72,9 +72,10 @@ def run(prompts: str, seeds: list[int], configs: dict, durations: list[int], ste
             for label, cfg in configs.items():
                 out = generate(model, build_method(cfg, g), timeline, total, seed, sampler)
                 video = out.frames.numpy()
+                analysis = frame_analysis(video, gt)  # per frame: serves every duration's prefix
                 for d, n in frames_at.items():
                     chunks = [c for c in out.chunks if c.frame_end <= n]
-                    scores = oracle_scores(video, gt, max(0, n - segment), n, window=window)
+                    scores = oracle_scores(video, gt, max(0, n - segment), n, window=window, analysis=analysis)
                     rows.append({"prompt": entry.id, "split": entry.split, "seed": seed, "method": label,
                                  "seconds": d, **scores,
                                  "latency_ms": 1000 * float(np.mean([c.wall_s for c in chunks])),

@@ -33,7 +33,7 @@ from methods.full import FullConfig
 from methods.sink import SinkConfig
 from methods.sliding_window import SlidingWindowConfig
 from metrics.encoders import load_encoder
-from metrics.oracle import oracle_scores, psnr
+from metrics.oracle import frame_analysis, oracle_scores, psnr
 
 RANGES = {"0-21": (0, 21), "100-120": (100, 120), "220-240": (220, 240)}
 METHODS = {"full": FullConfig(), "sliding_window": SlidingWindowConfig(), "sink": SinkConfig()}
@@ -94,12 +94,13 @@ def evaluate(weights: Path, prompts: str, seeds: list[int], frames: int, out_dir
             for name, cfg in METHODS.items():
                 r = generate(model, build_method(cfg, g), timeline, frames, seed, sampler)
                 video = r.frames.numpy()
+                analysis = frame_analysis(video, gt)  # per frame: serves every range
                 if i == 0 and seed == seeds[0]:
                     samples[name] = video
                 for label, (a, b) in RANGES.items():
                     if b <= frames:
                         rows.append({"prompt": entry.id, "split": entry.split, "seed": seed, "method": name,
-                                     "frames": label, **oracle_scores(video, gt, a, b, window=WINDOW)})
+                                     "frames": label, **oracle_scores(video, gt, a, b, window=WINDOW, analysis=analysis)})
             if i == 0 and seed == seeds[0]:
                 samples["ground_truth"] = gt.frames
             if entry.text is not None:

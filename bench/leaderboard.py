@@ -295,13 +295,13 @@ def main(argv: list[str]) -> int:
         atomic_write_bytes(plot_dir / name, plot.png)
     note = interval_note(runs, args.bootstrap, args.seed)
     atomic_write_text(out / "leaderboard.csv", board[board.metric.isin(metrics)].to_csv(index=False))
-    atomic_write_text(out / "leaderboard.md", to_markdown(runs, board, metrics, baseline, note, plots))
+    markdown = to_markdown(runs, board, metrics, baseline, note, plots)
+    atomic_write_text(out / "leaderboard.md", markdown)
     html_path = out / "leaderboard.html"
     atomic_write_text(html_path, render_html(runs, board, metrics, baseline, note, plots))
     written = [out / "leaderboard.md", out / "leaderboard.csv", html_path, plot_dir]
     if args.screenshot:
         written.append(screenshot(html_path, Path(args.screenshot)))
-    markdown = (out / "leaderboard.md").read_text()
     longest = f"## {max(runs.videos['seconds']):g} s"
     if longest in markdown:  # the longest duration's table, as printed by `make bench`
         print(markdown[markdown.index(longest):].split("\n###", 1)[0].split("\n## ", 1)[0].rstrip() + "\n")

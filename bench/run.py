@@ -143,7 +143,7 @@ def record_failure(final: Path, name: str, key: dict, err: BaseException, device
     duration ladder) is never replaced: the failure then goes beside it, ``<run>.failed.json``."""
     summary = {"status": failure_status(err), "message": f"{type(err).__name__}: {err}".splitlines()[0],
                "run": name, "prompt_id": key["prompt"]["id"], "seed": key["seed"], "method": key["method"]["name"]}
-    if read_summary(final) and read_summary(final).get("status") == "ok":
+    if (read_summary(final) or {}).get("status") == "ok":
         write_json(final.with_name(f"{final.name}.failed.json"), {**summary, **provenance(device)})
         return summary
     with staged_dir(final) as stage:
