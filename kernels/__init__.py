@@ -1,13 +1,21 @@
 """Attention over per-head ragged KV caches, and RoPE re-encoding.
 
-Every backbone and method calls attention only through :func:`attention`, which picks
-an implementation. ``FORCEBENCH_ATTENTION`` (or :func:`set_backend`) forces one:
-``auto`` (default) or ``reference`` (the PyTorch definition in kernels/reference.py).
+Every backbone and method calls attention only through :func:`attention` (and stored
+keys are re-rotated only through :func:`shift_temporal`), which pick an implementation:
+
+- ``auto`` (default): Triton for CUDA tensors, the PyTorch reference for CPU tensors;
+- ``triton``: kernels/triton_attention.py (CUDA, or a CPU with TRITON_INTERPRET=1 set
+  before start: the Triton interpreter, float32/float16 only);
+- ``reference``: the PyTorch definition in kernels/reference.py.
+
+``FORCEBENCH_ATTENTION``, the run config's ``attention`` key, or :func:`set_backend`
+forces one.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import torch
 
@@ -15,32 +23,48 @@ from kernels.reference import ragged_attention_reference
 from kernels.rope import Rope3D, rope_split
 from kernels.view import RaggedKV
 
-__all__ = ["RaggedKV", "Rope3D", "attention", "backends", "rope_split", "set_backend"]
+__all__ = ["RaggedKV", "Rope3D", "attention", "backends", "resolve", "rope_split", "set_backend", "shift_temporal"]
 
-_IMPLEMENTATIONS = {"reference": ragged_attention_reference}
+BACKENDS = ("auto", "reference", "triton")
 _forced: str | None = None
 
 
 def backends() -> list[str]:
-    """Names accepted by FORCEBENCH_ATTENTION / set_backend."""
-    return ["auto", *sorted(_IMPLEMENTATIONS)]
+    """Names accepted by FORCEBENCH_ATTENTION / the ``attention`` config key / set_backend."""
+    return list(BACKENDS)
 
 
 def set_backend(name: str | None) -> None:
     """Force an implementation for this process (None: back to the environment/auto)."""
-    if name is not None and name not in backends():
-        raise ValueError(f"attention backend {name!r} is unknown; allowed: {', '.join(backends())}")
+    if name is not None and name not in BACKENDS:
+        raise ValueError(f"attention backend {name!r} is unknown; allowed: {', '.join(BACKENDS)}")
     global _forced
     _forced = name
 
 
-def _resolve(device: torch.device) -> str:
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def resolve(device: torch.device) -> str:
+    """The implementation ('reference' or 'triton') that serves tensors on ``device``."""
     name = _forced or os.environ.get("FORCEBENCH_ATTENTION", "auto")
-    if name not in backends():
-        raise ValueError(
-            f"FORCEBENCH_ATTENTION={name!r} is unknown; allowed: {', '.join(backends())}"
-        )
-    return "reference" if name == "auto" else name
+    if name not in BACKENDS:
+        raise ValueError(f"FORCEBENCH_ATTENTION={name!r} is unknown; allowed: {', '.join(BACKENDS)}")
+    if name == "auto":
+        return "triton" if device.type == "cuda" else "reference"
+    if name == "triton" and device.type != "cuda" and not interpreting():
+        raise ValueError(f"attention backend 'triton' needs CUDA tensors (these are on {device}); on a CPU set "
+                         f"TRITON_INTERPRET=1 before start, or use auto / reference")
+    return name
+
+
+def _triton(function: str) -> Callable:
+    from kernels import (
+        triton_attention,  # imported on first use: TRITON_INTERPRET is read at import
+    )
+
+    return getattr(triton_attention, function)
 
 
 def attention(
@@ -53,5 +77,16 @@ def attention(
     return_mass: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Head-ragged attention; shapes and semantics in kernels/reference.py."""
-    impl = _IMPLEMENTATIONS[_resolve(q.device)]
-    return impl(q, k_self, v_self, q_pos, cache, rope, return_mass=return_mass)
+    if resolve(q.device) == "triton":
+        return _triton("ragged_attention_triton")(q, k_self, v_self, q_pos, cache, rope, return_mass=return_mass)
+    return ragged_attention_reference(q, k_self, v_self, q_pos, cache, rope, return_mass=return_mass)
+
+
+def shift_temporal(k: torch.Tensor, delta: torch.Tensor, rope: Rope3D) -> torch.Tensor:
+    """Re-rotate stored keys [B, N, D] by ``delta`` [N] temporal positions.
+
+    Triton rotates ``k`` in place and returns it; the reference returns a new tensor.
+    """
+    if resolve(k.device) == "triton":
+        return _triton("shift_temporal_triton")(k, delta, rope)
+    return rope.shift_temporal(k, delta)

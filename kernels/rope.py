@@ -92,3 +92,34 @@ class Rope3D:
         h = rotate_pairs(x[..., t_dim : t_dim + h_dim], self._angles(rows, h_dim))
         w = rotate_pairs(x[..., t_dim + h_dim :], self._angles(cols, w_dim))
         return torch.cat((x[..., :t_dim], h, w), dim=-1)
+
+    def check_shift(self, delta: torch.Tensor) -> None:
+        """A re-rotation by ``delta`` positions must stay inside the table: |delta| < max_positions."""
+        if delta.numel() and int(delta.abs().max()) >= self.max_positions:
+            bad = int(delta[delta.abs().argmax()])
+            raise ValueError(f"temporal shift {bad} is outside the RoPE table (-{self.max_positions}, "
+                             f"{self.max_positions})")
+
+    def shift_temporal(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Keys already rotated at p, [..., N, D] -> rotated at p + delta ([..., N]); a new tensor."""
+        self.check_shift(delta)
+        t_dim = self.split[0]
+        rotated = rotate_pairs(x[..., :t_dim], self._angles(delta, t_dim))
+        return torch.cat((rotated, x[..., t_dim:]), dim=-1)
+
+
+_TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def rotation_table(rope: Rope3D, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of every temporal angle, [max_positions, t_dim // 2] float32 each.
+
+    Computed in float64 like the reference rotation, so a kernel that gathers rows of
+    this table rotates exactly as ``Rope3D.rotate_temporal`` does in float32.
+    """
+    key = (rope.head_dim, rope.theta, rope.max_positions, str(device))
+    if key not in _TABLES:
+        angles = rope._angles(torch.arange(rope.max_positions), rope.split[0])
+        _TABLES[key] = (torch.cos(angles).float().to(device).contiguous(),
+                        torch.sin(angles).float().to(device).contiguous())
+    return _TABLES[key]

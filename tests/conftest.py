@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
 
-from bench.models.toy import ToyConfig, ToyDiT
+# Triton kernels run on the CPU through the interpreter, which is chosen when a kernel is
+# defined: set it before anything imports kernels/triton_attention.py.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from bench.models.toy import ToyConfig, ToyDiT  # noqa: E402
 
 # A toy backbone small enough for unit tests: 16x16 frames, 16 tokens a frame, 2 layers x
 # 2 heads of head_dim 16, trained horizon 9 frames (3 chunks of 3).
