@@ -20,6 +20,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import bench.models  # noqa: F401  (registers backbones)
+import kernels
 import methods  # noqa: F401  (registers methods)
 from bench.errors import ConfigError, require
 from bench.models.base import MODELS, Geometry, ModelConfig
@@ -126,6 +127,7 @@ class RunConfig:
     sampler: str = "euler"
     device: str = "cpu"
     dtype: str = "float32"
+    attention: str = "auto"  # auto | reference | triton (kernels/__init__.py)
     out_dir: str = "runs"
     force: bool = False  # rerun even if a finished run directory exists
     progress: bool = True
@@ -141,6 +143,8 @@ class RunConfig:
         require(self.steps >= 1, "steps", self.steps, "allowed: >= 1")
         require(self.sampler in SAMPLERS, "sampler", self.sampler, f"allowed: {', '.join(SAMPLERS)}")
         require(self.dtype in DTYPES, "dtype", self.dtype, f"allowed: {', '.join(DTYPES)}")
+        require(self.attention in kernels.BACKENDS, "attention", self.attention,
+                f"allowed: {', '.join(kernels.BACKENDS)}")
         require(self.device == "cpu" or self.device.startswith("cuda"), "device", self.device,
                 "allowed: cpu, cuda, cuda:N")
 
@@ -189,6 +193,11 @@ def validate(run: RunConfig, local: bool = True) -> None:
     run.method.check(run.geometry(), max(frames))
     if local and run.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={run.device!r}: CUDA is not available here; allowed: cpu")
+    if local:
+        try:
+            kernels.resolve(torch.device(run.device), None if run.attention == "auto" else run.attention)
+        except ValueError as err:
+            raise ConfigError(f"attention={run.attention!r} on device={run.device!r}: {err}") from None
 
 
 def one_line(err: BaseException) -> str:

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+import kernels
+
 REPO_DIR = Path(__file__).resolve().parent.parent
 VERSIONED_PACKAGES = ("torch", "numpy", "hydra-core", "omegaconf", "triton", "pandas", "diffusers")
 
@@ -156,4 +158,4 @@ def provenance(device: torch.device) -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[name] = None
     return {"git": git_state(), "versions": versions, "device": device_name(device),
-            "platform": platform.platform()}
+            "attention": kernels.resolve(device), "platform": platform.platform()}

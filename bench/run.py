@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+import kernels
 from bench.config import CONF_DIR, PromptEntry, RunConfig, register_schemas, to_run_config, validate
 from bench.loggers import RunLogger, build_logger
 from bench.models.base import build_backbone, resolve_path
@@ -157,6 +158,7 @@ def execute(run: RunConfig, logger: RunLogger | None = None) -> list[Path]:
     or failed). A failed run is recorded with its status and the others go on."""
     validate(run)
     device = torch.device(run.device)
+    kernels.set_backend(None if run.attention == "auto" else run.attention)
     g = run.geometry()
     num_frames = max(run.frames())
     model = build_backbone(run.model).to(device=device, dtype=run.torch_dtype).eval()

@@ -46,9 +46,10 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
-def resolve(device: torch.device) -> str:
-    """The implementation ('reference' or 'triton') that serves tensors on ``device``."""
-    name = _forced or os.environ.get("FORCEBENCH_ATTENTION", "auto")
+def resolve(device: torch.device, name: str | None = None) -> str:
+    """The implementation ('reference' or 'triton') that serves tensors on ``device``, for
+    the backend ``name`` (default: the forced one, else FORCEBENCH_ATTENTION, else auto)."""
+    name = name or _forced or os.environ.get("FORCEBENCH_ATTENTION", "auto")
     if name not in BACKENDS:
         raise ValueError(f"FORCEBENCH_ATTENTION={name!r} is unknown; allowed: {', '.join(BACKENDS)}")
     if name == "auto":

@@ -48,9 +48,21 @@ def test_issue_example_overrides():
     (["steps=0"], "steps=0: allowed: >= 1"),
     (["prompts.select=[nope]"], "prompts.select=['nope']: allowed ids: forest_blocks, forest_stripes"),
     (["prompts=missing_set"], "prompts='missing_set': no such prompts option; allowed:"),
+    (["attention=flash"], "attention='flash': allowed: auto, reference, triton"),
 ])
 def test_bad_values_give_one_line_errors(overrides, expected):
     assert expected in error_of(overrides)
+
+
+def test_triton_attention_needs_cuda_or_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert "attention='triton' on device='cpu': attention backend 'triton' needs CUDA tensors" in error_of(
+        ["attention=triton"])
+    monkeypatch.setenv("FORCEBENCH_ATTENTION", "triton")  # the environment variable is checked too
+    assert "needs CUDA tensors" in error_of([])
+    assert check_command_line(["attention=reference"], False)[0].attention == "reference"
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert check_command_line(["attention=triton"], False)[0].attention == "triton"
 
 
 def test_multirun_expands_and_validates_every_job():
