@@ -4,13 +4,13 @@ Checks: the chunked rollout with the full cache equals one block-causal forward;
 cache method runs past the horizon; checkpoints in the Self Forcing, Wan and diffusers
 layouts load to identical outputs, and match diffusers' own WanTransformer3DModel; the
 full-size geometry matches REFERENCE.md without building the model; missing files are
-one-line errors naming the path.
+one-line errors naming the path. The UMT5 text encoder: tests/test_wan_text_encoder.py.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import sys
 
 import pytest
 import torch
@@ -225,11 +225,13 @@ def test_missing_files_are_one_line_errors(tmp_path):
     one_line_error(lambda: wan_config(text_encoder="a", text_embeddings="b"), "not both")
 
 
-def test_text_encoder_without_transformers_is_a_one_line_error(tmp_path):
-    if importlib.util.find_spec("transformers") is not None:
-        pytest.skip("transformers is installed: loading UMT5 needs real weights")
+def test_text_encoder_without_transformers_is_a_one_line_error(tmp_path, monkeypatch):
+    for name in ("config.json", "tokenizer.json"):
+        (tmp_path / name).write_text("{}")
+    monkeypatch.setitem(sys.modules, "transformers", None)  # `import transformers` raises ImportError
     model = WanDiT(wan_config(text_encoder=str(tmp_path)))
-    one_line_error(lambda: model.encode_prompt("a"), "transformers", "model.text_embeddings")
+    one_line_error(lambda: model.encode_prompt("a"), f"model.text_encoder={str(tmp_path)!r}", "transformers",
+                   "model.text_embeddings")
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pt"])

@@ -123,7 +123,7 @@ class WanConfig(ModelConfig):
         if self.vae:
             WanVae(self.vae)
         if self.text_encoder:
-            existing_path(self.text_encoder, "model.text_encoder", "folder")
+            Umt5Encoder(self.text_encoder, self.text_len, self.text_dim)
         if self.text_embeddings:
             EmbeddingsFile(self.text_embeddings, self.text_len, self.text_dim)
 
@@ -254,7 +254,7 @@ class WanDiT(Backbone):
         self.vae = WanVae(cfg.vae) if cfg.vae else None
         self.text_source: Any = None
         if cfg.text_encoder:
-            self.text_source = Umt5Encoder(cfg.text_encoder, cfg.text_len)
+            self.text_source = Umt5Encoder(cfg.text_encoder, cfg.text_len, cfg.text_dim)
         elif cfg.text_embeddings:
             self.text_source = EmbeddingsFile(cfg.text_embeddings, cfg.text_len, cfg.text_dim)
 

@@ -4,8 +4,9 @@ Prompt features ([text_len, text_dim] per prompt, zero rows after the last token
 pads UMT5 output) come from one of:
 
 - ``model.text_encoder``: a UMT5 encoder folder (transformers ``UMT5EncoderModel`` and
-  its tokenizer; a diffusers pipeline folder with ``text_encoder/`` and ``tokenizer/``
-  subfolders works too). Needs the transformers package.
+  its tokenizer's ``tokenizer.json``; a diffusers pipeline folder with ``text_encoder/`` and
+  ``tokenizer/`` subfolders works too). Needs the transformers package (pinned in
+  requirements.txt, imported only when the encoder first runs).
 - ``model.text_embeddings``: a ``.safetensors`` / ``.pt`` file mapping each prompt text
   to a precomputed [L, text_dim] tensor (L <= text_len).
 - neither: **stand-in text embeddings**, a normal vector seeded by a hash of the text
@@ -82,27 +83,52 @@ class EmbeddingsFile:
 class Umt5Encoder:
     """UMT5 encoder + tokenizer from a local folder, loaded on first use."""
 
-    def __init__(self, path: str, text_len: int) -> None:
-        self.path, self.text_len = path, text_len
+    LAYOUT = ("expected a transformers UMT5EncoderModel folder with its tokenizer, or a diffusers "
+              "pipeline folder with text_encoder/ and tokenizer/")
+
+    def __init__(self, path: str, text_len: int, text_dim: int) -> None:
+        self.path, self.text_len, self.text_dim = path, text_len, text_dim
         self.folder = existing_path(path, "model.text_encoder", "folder")
+        self.encoder_folder = self._part("text_encoder", "config.json")
+        self.tokenizer_folder = self._part("tokenizer", "tokenizer.json")
         self.encoder = self.tokenizer = None
+
+    def _part(self, subfolder: str, needed: str) -> Path:
+        """``subfolder/`` of a diffusers pipeline folder, else the folder itself; it must hold
+        ``needed`` (a one-line ConfigError otherwise)."""
+        folder = self.folder / subfolder if (self.folder / subfolder).is_dir() else self.folder
+        if not (folder / needed).is_file():
+            raise ConfigError(f"model.text_encoder={self.path!r}: no {needed} in {folder.resolve()} "
+                              f"({self.LAYOUT})")
+        return folder
+
+    def _from_pretrained(self, cls, folder: Path, **kwargs):
+        """``cls.from_pretrained(folder)`` offline; transformers' errors become one line."""
+        try:
+            return cls.from_pretrained(str(folder), local_files_only=True, **kwargs)
+        except (OSError, ValueError) as error:
+            reason = " ".join(str(error).split())
+            raise ConfigError(f"model.text_encoder={self.path!r}: {cls.__name__} does not load from "
+                              f"{folder.resolve()}: {reason} ({self.LAYOUT})") from None
 
     def _load(self, device: torch.device, dtype: torch.dtype) -> None:
         try:
             from transformers import AutoTokenizer, UMT5EncoderModel
         except ImportError:
-            raise ConfigError(f"model.text_encoder={self.path!r}: UMT5 needs the transformers package, "
-                              f"which is not installed; allowed: model.text_embeddings=<file of "
-                              f"precomputed features>") from None
-        enc = self.folder / "text_encoder" if (self.folder / "text_encoder").is_dir() else self.folder
-        tok = self.folder / "tokenizer" if (self.folder / "tokenizer").is_dir() else self.folder
-        self.tokenizer = AutoTokenizer.from_pretrained(str(tok), local_files_only=True)
-        model = UMT5EncoderModel.from_pretrained(str(enc), torch_dtype=dtype, local_files_only=True)
+            raise ConfigError(f"model.text_encoder={self.path!r}: UMT5 needs the transformers package "
+                              f"(pinned in requirements.txt), which is not installed; allowed: "
+                              f"model.text_embeddings=<file of precomputed features>") from None
+        self.tokenizer = self._from_pretrained(AutoTokenizer, self.tokenizer_folder)
+        model = self._from_pretrained(UMT5EncoderModel, self.encoder_folder, dtype=dtype)
+        if model.config.d_model != self.text_dim:
+            raise ConfigError(f"model.text_encoder={self.path!r}: the encoder's features are {model.config.d_model}-d; "
+                              f"allowed: model.text_dim={self.text_dim} (the backbone's text projection)")
         self.encoder = model.to(device).eval()
 
     @torch.no_grad()
     def __call__(self, texts: list[str], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """-> [B, text_len, text_dim] float32 on ``device``."""
+        """B prompts -> features [B, text_len, text_dim] float32 on ``device``, zero past each
+        prompt's last token (``</s>``; prompts are cut at text_len tokens)."""
         if self.encoder is None:
             self._load(device, dtype)
         batch = self.tokenizer(texts, padding="max_length", max_length=self.text_len, truncation=True,
