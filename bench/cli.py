@@ -8,6 +8,7 @@
     forcebench compare [...]                   all cache methods at equal KV budget on the toy world
     forcebench leaderboard [...]               leaderboard tables, plots and HTML from run directories
     forcebench regress [...]                   compare a results table with the committed reference
+    forcebench bench-kernels [...]             time the attention kernels against SDPA and FlexAttention
 """
 
 from __future__ import annotations
@@ -103,9 +104,15 @@ def cmd_regress(argv: list[str]) -> int:
     return regress_main(argv)
 
 
+def cmd_bench_kernels(argv: list[str]) -> int:
+    from kernels.bench import main as bench_main
+
+    return bench_main(argv)
+
+
 COMMANDS = {"run": cmd_run, "table": cmd_table, "train": cmd_train, "evaluate-toy": cmd_evaluate_toy,
             "profile": cmd_profile, "compare": cmd_compare, "leaderboard": cmd_leaderboard,
-            "regress": cmd_regress}
+            "regress": cmd_regress, "bench-kernels": cmd_bench_kernels}
 
 
 def main(argv: list[str] | None = None) -> int:
