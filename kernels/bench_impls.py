@@ -124,8 +124,10 @@ def flex(case: Case) -> Callable[[], torch.Tensor]:
     device = case.q.device
     q_doc = torch.arange(H, device=device).repeat_interleave(Nq)
     kv_doc = torch.cat((head_of_entry(c), q_doc))
-    block_mask = create_block_mask(lambda b, h, qi, ki: q_doc[qi] == kv_doc[ki], None, None, H * Nq,
-                                   kv_doc.numel(), device=device)
+    # compiled on CUDA so that the [H*Nq, N] boolean mask (17 GB at Wan shapes) is never materialised
+    build_mask = torch.compile(create_block_mask) if device.type == "cuda" else create_block_mask
+    block_mask = build_mask(lambda b, h, qi, ki: q_doc[qi] == kv_doc[ki], None, None, H * Nq, kv_doc.numel(),
+                            device=device)
     score_mod = None
     if c.bias is not None:
         bias = torch.cat((c.bias.to(device), torch.zeros(H * Nq, device=device)))
