@@ -1,15 +1,21 @@
-"""Timing of the Wan backbone's chunk generation at full size (needs a CUDA GPU).
+"""Timing and memory of the Wan backbone per cache method and duration (needs a CUDA GPU).
 
-    python -m bench.perf_backbone --model wan_1_3b [--checkpoint PATH] [--vae FOLDER]
-        [--method full] [--seconds 5] [--dtype bfloat16] [--out results/perf]
+    python -m bench.perf_backbone [--model wan_1_3b] [--methods full sink head_forcing ...]
+        [--seconds 5 30 60] [--checkpoint PATH] [--vae FOLDER] [--role-map FILE]
+        [--dtype bfloat16] [--out results/perf]
 
-Runs bench.rollout.generate (4 denoising forwards + the clean forward per chunk, the
-Self Forcing renoise sampler with shift 5) after a one-chunk warm-up, and reports the
-per-chunk latency (median, p95), the first chunk's latency, frames per second and the
-peak CUDA memory; with ``--vae`` also the same with the VAE decode of every chunk.
-Without ``--checkpoint`` the weights are random (timing only, said in the output).
-Prompt encoding is excluded (stand-in text features). Writes
-``<out>/backbone_<device>.json`` and ``.md``.
+For every method (default: all registered, each at its default config from conf/method/)
+it runs one rollout to the longest duration (bench.rollout.generate: 4 denoising forwards
++ the clean forward per chunk, the Self Forcing renoise sampler with shift 5) after a
+one-chunk warm-up, and reports for each duration's prefix: per-chunk latency (median,
+p95; denoising plus cache update), the first chunk's latency, frames per second of video
+(latent frames x 4 at 16 fps), the allocated KV bytes at its end and the peak CUDA memory
+up to it; with ``--vae`` also FPS and first-chunk latency including the VAE decode. A
+method that runs out of GPU memory keeps the durations it finished and is marked ``oom``.
+Without ``--checkpoint`` the weights are random (speed and memory do not depend on them).
+Head Forcing and two_tier need a role map: without ``--role-map`` they get one with the
+toy profile's role shares in every layer (synthetic, said in the output). Prompt encoding
+is excluded (stand-in text features). Writes ``<out>/backbone_<device>.json`` and ``.md``.
 
 Without CUDA it stops with a one-line message; ``--model wan_tiny`` then runs the tiny
 config on the CPU to show the path works (labelled: not a measurement of the real model).
@@ -20,27 +26,44 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bench.errors import ConfigError
+from bench.registry import RegistryError
+from bench.rollout import ChunkRecord
+
 VIDEO_FRAMES_PER_LATENT = 4  # the Wan VAE's temporal stride: 16 fps video from 4 latent frames a second
+ROLE_MAP_METHODS = ("head_forcing", "two_tier")
 
 
-def load_run_config(model: str, checkpoint: str | None, vae: str | None):
+def load_run_config(model: str, method: str, checkpoint: str | None, vae: str | None, role_map: str | None):
     from hydra import compose
 
     from bench.config import to_run_config
     from bench.preflight import hydra_context
 
-    overrides = [f"model={model}", f"model.checkpoint={checkpoint or 'null'}", f"model.vae={vae or 'null'}",
-                 "model.text_encoder=null", "model.text_embeddings=null", "metrics=none"]
+    overrides = [f"model={model}", f"method={method}", f"model.checkpoint={checkpoint or 'null'}",
+                 f"model.vae={vae or 'null'}", "model.text_encoder=null", "model.text_embeddings=null",
+                 "metrics=none"]
+    if method in ROLE_MAP_METHODS and role_map:
+        overrides.append(f"method.role_map={role_map}")
     with hydra_context():
         run = to_run_config(compose("config", overrides=overrides))
-    run.model.check()
     return run
+
+
+def synthetic_role_map(layers: int, heads: int, folder: str) -> str:
+    from methods.head_forcing.roles import load_role_map, role_map_with_shares
+
+    toy = load_role_map(Path(__file__).resolve().parent.parent / "results/head_roles/toy.json")
+    path = Path(folder) / "roles.json"
+    path.write_text(json.dumps(role_map_with_shares(toy, layers, heads)))
+    return str(path)
 
 
 def timed(fn, device: torch.device, log: list[float]):
@@ -59,84 +82,148 @@ def timed(fn, device: torch.device, log: list[float]):
     return call
 
 
-def measure(args: argparse.Namespace) -> dict:
+def prefix_row(method: str, seconds: float, frames: int, chunks: list[ChunkRecord], decode_s: list[float],
+               cuda: bool) -> dict:
+    """Statistics of the chunks that make up the first ``frames`` latent frames."""
+    walls = np.array([c.wall_s for c in chunks])
+    row = {"method": method, "seconds": seconds, "frames": frames, "chunks": len(chunks),
+           "chunk_latency_median_s": float(np.median(walls)), "chunk_latency_p95_s": float(np.percentile(walls, 95)),
+           "first_chunk_latency_s": float(walls[0]), "video_fps": VIDEO_FRAMES_PER_LATENT * frames / float(walls.sum()),
+           "kv_cache_mib": chunks[-1].kv_bytes / 2**20,
+           "peak_cuda_memory_gib": chunks[-1].peak_memory_bytes / 2**30 if cuda else None}
+    if decode_s:
+        row["decode_latency_median_s"] = float(np.median(decode_s[:len(chunks)]))
+        row["video_fps_with_decode"] = VIDEO_FRAMES_PER_LATENT * frames / (float(walls.sum()) + sum(decode_s[:len(chunks)]))
+        row["first_chunk_latency_with_decode_s"] = float(walls[0] + decode_s[0])
+    return row
+
+
+def measure_method(args: argparse.Namespace, method_name: str, role_map: str | None, device: torch.device) -> dict:
+    """One rollout to the longest duration; rows for every duration it reached."""
     from bench.models import build_backbone
     from bench.rollout import generate
     from bench.sampler import FlowSampler
-    from methods import METHODS, build_method
+    from methods import build_method
+
+    cuda = device.type == "cuda"
+    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[args.dtype]
+    run = load_run_config(args.model, method_name, args.checkpoint, args.vae, role_map)
+    g = run.geometry()
+    frames = {s: g.frames_for_seconds(s) for s in sorted(args.seconds)}
+    run.model.check()
+    run.method.check(g, max(frames.values()))
+    with torch.device(device):
+        model = build_backbone(run.model)
+    model = model.to(dtype=dtype).eval()
+    method = build_method(run.method, g, dtype=dtype, device=device)
+    sampler = FlowSampler(args.steps, model.default_shift, "renoise")
+    decode_s: list[float] = []
+    if run.model.vae:
+        stream = model.decode_stream  # the rollout decodes chunk after chunk through this
+        model.decode_stream = lambda: timed(stream(), device, decode_s)
+    timeline = [(0.0, "a red fox runs through fresh snow in a pine forest")]
+
+    generate(model, method, timeline, g.frames_per_chunk, 0, sampler)  # warm-up
+    decode_s.clear()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    chunks: list[ChunkRecord] = []
+    oom = None
+    try:
+        generate(model, method, timeline, max(frames.values()), 0, sampler, on_chunk=chunks.append)
+    except torch.OutOfMemoryError:
+        oom = f"out of GPU memory at chunk {len(chunks)} ({len(chunks) * g.frames_per_chunk / g.fps:g} s)"
+    rows = [prefix_row(method_name, s, n, chunks[:n // g.frames_per_chunk], decode_s, cuda)
+            for s, n in frames.items() if n // g.frames_per_chunk <= len(chunks)]
+    del model, method
+    if cuda:
+        torch.cuda.empty_cache()
+    return {"method": method_name, "rows": rows, "oom": oom, "weights_init_seed": run.model.init_seed,
+            "tokens_per_chunk": g.frames_per_chunk * g.tokens_per_frame, "layers": g.layers, "heads": g.heads}
+
+
+def measure(args: argparse.Namespace) -> dict:
+    from methods import METHODS
 
     cuda = torch.cuda.is_available()
     if not cuda and args.model != "wan_tiny":
         raise SystemExit(f"bench.perf_backbone: --model {args.model} needs a CUDA GPU and none is available "
                          f"(--model wan_tiny runs the same path on the CPU as a check)")
     device = torch.device("cuda" if cuda else "cpu")
-    dtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[args.dtype]
-    run = load_run_config(args.model, args.checkpoint, args.vae)
-    g = run.geometry()
-    with torch.device(device):
-        model = build_backbone(run.model)
-    model = model.to(dtype=dtype).eval()
-    method = build_method(METHODS.get(args.method).config(), g, dtype=dtype, device=device)
-    sampler = FlowSampler(args.steps, model.default_shift, "renoise")
-    decode_s: list[float] = []
-    stream = model.decode_stream  # the rollout decodes chunk after chunk through this
-    model.decode_stream = lambda: timed(stream(), device, decode_s)
-    timeline = [(0.0, "a red fox runs through fresh snow in a pine forest")]
-
-    generate(model, method, timeline, g.frames_per_chunk, 0, sampler)  # warm-up
-    decode_s.clear()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    frames = g.frames_for_seconds(args.seconds)
-    out = generate(model, method, timeline, frames, 0, sampler)
-    walls = np.array([c.wall_s for c in out.chunks])
-    result = {
+    methods = args.methods or METHODS.names()
+    for name in methods:
+        try:
+            METHODS.get(name)  # unknown names fail before any rollout
+        except RegistryError as err:
+            raise SystemExit(f"bench.perf_backbone: --methods: {err}") from None
+    results, skipped, role_map_note = [], {}, args.role_map or "none needed"
+    with tempfile.TemporaryDirectory() as folder:
+        role_map = args.role_map
+        if role_map is None and any(m in ROLE_MAP_METHODS for m in methods):
+            g = load_run_config(args.model, "full", None, None, None).geometry()
+            role_map = synthetic_role_map(g.layers, g.heads, folder)
+            shares = json.loads(Path(role_map).read_text())["counts"]
+            role_map_note = f"synthetic: the toy profile's role shares in every layer ({shares} heads), timing only"
+        for name in methods:
+            try:
+                results.append(measure_method(args, name, role_map, device))
+            except ConfigError as err:  # a default budget that does not fit this model: say so, go on
+                skipped[name] = str(err)
+    if not results:
+        raise SystemExit(f"bench.perf_backbone: no method fits --model {args.model}: {skipped}")
+    first = results[0]
+    return {
         "model": args.model,
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",
         "label": None if cuda else "wan_tiny on the CPU: checks the path; not a measurement of Wan2.1-1.3B",
-        "weights": args.checkpoint or f"random (init_seed={run.model.init_seed}): timing only",
+        "weights": args.checkpoint or f"random (init_seed={first['weights_init_seed']}): speed and memory only",
+        "role_map": role_map_note,
         "dtype": args.dtype,
-        "method": args.method,
-        "frames": frames,
-        "chunks": len(walls),
         "forwards_per_chunk": args.steps + 1,
-        "tokens_per_chunk": g.frames_per_chunk * g.tokens_per_frame,
-        "chunk_latency_median_s": float(np.median(walls)),
-        "chunk_latency_p95_s": float(np.percentile(walls, 95)),
-        "first_chunk_latency_s": float(walls[0]),
-        "latent_fps": frames / float(walls.sum()),
-        "video_fps": VIDEO_FRAMES_PER_LATENT * frames / float(walls.sum()),
-        "peak_cuda_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30 if cuda else None,
-        "kv_cache_gib_at_end": out.chunks[-1].kv_bytes / 2**30,
-        "includes": "denoising forwards, the clean forward and the cache update, after a one-chunk "
+        "tokens_per_chunk": first["tokens_per_chunk"],
+        "includes": "per chunk: denoising forwards, the clean forward and the cache update, after a one-chunk "
                     "warm-up; excludes prompt encoding (stand-in features)",
-        "decode": run.model.vae or "stand-in (not timed as a VAE)",
+        "decode": args.vae or "not timed (no --vae)",
+        "rows": [row for r in results for row in r["rows"]],
+        "oom": {r["method"]: r["oom"] for r in results if r["oom"]},
+        "skipped": skipped,
     }
-    if run.model.vae:
-        total = float(walls.sum()) + sum(decode_s)
-        result["decode_latency_median_s"] = float(np.median(decode_s))
-        result["video_fps_with_decode"] = VIDEO_FRAMES_PER_LATENT * frames / total
-        result["first_chunk_latency_with_decode_s"] = float(walls[0] + decode_s[0])
-    return result
 
 
 def markdown(r: dict) -> str:
-    lines = [f"# Backbone timing: {r['model']} on {r['device']}", ""]
+    lines = [f"# Backbone timing: {r['model']} on {r['device']} ({r['dtype']})", ""]
     if r["label"]:
         lines += [f"**{r['label']}**", ""]
-    lines += ["| quantity | value |", "|---|---|"]
-    lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-              for k, v in r.items() if k not in ("model", "device", "label")]
+    lines += [f"Weights: {r['weights']}. Role map: {r['role_map']}. {r['includes']}; decode: {r['decode']}.", "",
+              "| method | s | chunks | ms/chunk (median) | p95 | first chunk s | video FPS | FPS with decode "
+              "| first chunk with decode s | KV MiB | peak GiB |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def f(value, fmt):
+        return "n/a" if value is None else format(value, fmt)
+
+    for w in r["rows"]:
+        lines.append(f"| {w['method']} | {w['seconds']:g} | {w['chunks']} | {1e3 * w['chunk_latency_median_s']:.1f} | "
+                     f"{1e3 * w['chunk_latency_p95_s']:.1f} | {w['first_chunk_latency_s']:.3f} | {w['video_fps']:.2f} | "
+                     f"{f(w.get('video_fps_with_decode'), '.2f')} | {f(w.get('first_chunk_latency_with_decode_s'), '.3f')} | "
+                     f"{w['kv_cache_mib']:.2f} | {f(w['peak_cuda_memory_gib'], '.2f')} |")
+    for method, why in r["oom"].items():
+        lines += ["", f"{method}: {why}"]
+    for method, why in r["skipped"].items():
+        lines += ["", f"{method}: skipped, its default config does not fit: {why}"]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m bench.perf_backbone", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="wan_1_3b", choices=["wan_1_3b", "wan_tiny"])
+    parser.add_argument("--methods", nargs="+", help="cache methods at their default configs (default: all)")
+    parser.add_argument("--seconds", nargs="+", type=float, default=[5.0, 30.0, 60.0],
+                        help="video lengths (each rounded up to whole chunks)")
     parser.add_argument("--checkpoint", help="Self Forcing .pt, Wan .safetensors or diffusers folder (default: random weights)")
     parser.add_argument("--vae", help="diffusers AutoencoderKLWan folder (times the decode too)")
-    parser.add_argument("--method", default="full", help="cache method at its default config")
-    parser.add_argument("--seconds", type=float, default=5.0, help="video length (rounded up to whole chunks)")
+    parser.add_argument("--role-map", help="role map for head_forcing / two_tier (default: synthetic, toy role shares)")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--out", default="results/perf")

@@ -65,12 +65,12 @@ def head_forcing_frames(g: Geometry, roles: list[str]) -> list[int]:
 def layer_roles(backbone: str, heads: int) -> list[str]:
     """Roles of one layer: for the toy, its most varied profiled layer; for Wan (no
     profile without real weights), the toy profile's role shares over 12 heads."""
-    profile = json.loads(Path(__file__).resolve().parent.parent.joinpath("results/head_roles/toy.json").read_text())
+    from methods.head_forcing.roles import load_role_map, role_map_with_shares
+
+    profile = load_role_map(Path(__file__).resolve().parent.parent / "results/head_roles/toy.json")
     if backbone == "toy":
         return max(profile["roles"], key=lambda layer: len(set(layer)))
-    counts, total = profile["counts"], sum(profile["counts"].values())
-    n = {role: round(heads * counts[role] / total) for role in ("anchor", "memory")}
-    return ["local"] * (heads - n["anchor"] - n["memory"]) + ["anchor"] * n["anchor"] + ["memory"] * n["memory"]
+    return role_map_with_shares(profile, 1, heads)["roles"][0]
 
 
 def distributions(backbone: str, g: Geometry) -> dict[str, list[int]]:

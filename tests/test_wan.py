@@ -282,8 +282,34 @@ def test_perf_backbone_paths(tmp_path, vae_folder):
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="needs a CUDA GPU"):
             perf_backbone.main(["--model", "wan_1_3b", "--out", str(tmp_path)])
-    result = perf_backbone.main(["--model", "wan_tiny", "--seconds", "1.5", "--vae", vae_folder, "--dtype", "float32",
+    with pytest.raises(SystemExit, match="method 'fast' is not registered; allowed: deep_forcing"):
+        perf_backbone.main(["--model", "wan_tiny", "--methods", "fast", "--out", str(tmp_path)])
+    result = perf_backbone.main(["--model", "wan_tiny", "--methods", "full", "head_forcing", "deep_forcing",
+                                 "--seconds", "1.5", "4.5", "--vae", vae_folder, "--dtype", "float32",
                                  "--out", str(tmp_path / "perf")])
     written = json.loads(next((tmp_path / "perf").glob("backbone_*_wan_tiny.json")).read_text())
-    assert written["chunks"] == 2 and result["video_fps_with_decode"] > 0
-    assert "random" in written["weights"]
+    assert written == json.loads(json.dumps(result)) and "random" in written["weights"]
+    assert "synthetic" in written["role_map"] and "budget_frames=16" in written["skipped"]["deep_forcing"]
+    rows = {(r["method"], r["seconds"]): r for r in written["rows"]}
+    assert sorted(rows) == [("full", 1.5), ("full", 4.5), ("head_forcing", 1.5), ("head_forcing", 4.5)]
+    assert [rows["full", s]["chunks"] for s in (1.5, 4.5)] == [2, 6]
+    # the full cache grows with the video (3 chunks' K/V more), Head Forcing's is bounded below it
+    assert rows["full", 4.5]["kv_cache_mib"] == pytest.approx(3 * rows["full", 1.5]["kv_cache_mib"])
+    assert rows["head_forcing", 4.5]["kv_cache_mib"] < rows["full", 4.5]["kv_cache_mib"]
+    for r in rows.values():
+        assert 0 < r["video_fps_with_decode"] < r["video_fps"] == pytest.approx(4 * r["frames"] / (
+            r["chunks"] * r["chunk_latency_median_s"]), rel=0.5)
+        assert r["chunk_latency_p95_s"] >= r["chunk_latency_median_s"] > 0
+    assert "| head_forcing | 4.5 | 6 |" in (tmp_path / "perf" / "backbone_cpu_wan_tiny.md").read_text()
+
+
+def test_every_default_method_fits_the_full_size_model_for_60_s(tmp_path):
+    """What perf_backbone runs on a GPU: each method's default config, at 60 s, on wan_1_3b."""
+    from bench import perf_backbone
+
+    g = perf_backbone.load_run_config("wan_1_3b", "full", None, None, None).geometry()
+    role_map = perf_backbone.synthetic_role_map(g.layers, g.heads, str(tmp_path))
+    assert json.loads(open(role_map).read())["counts"] == {"local": 180, "anchor": 60, "memory": 120}
+    for name in METHODS.names():
+        run = perf_backbone.load_run_config("wan_1_3b", name, None, None, role_map)
+        run.method.check(g, g.frames_for_seconds(60))

@@ -56,3 +56,22 @@ def counts(roles: np.ndarray) -> dict[str, int]:
 
 def load_role_map(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def role_map_with_shares(profile: dict, layers: int, heads: int) -> dict:
+    """A role map for a model that has no profile (random weights): every layer gets the
+    source ``profile``'s role shares over its ``heads`` (local, then anchor, then memory
+    heads) and, as statistics, the source's per-role means. For timing and memory only:
+    which of a model's heads play which role is not measured by it."""
+    total = sum(profile["counts"].values())
+    n = {r: round(heads * profile["counts"][r] / total) for r in ("anchor", "memory")}
+    n["local"] = max(0, heads - n["anchor"] - n["memory"])
+    layer = [r for r in ROLES for _ in range(n[r])][:heads]
+    source = np.array(profile["roles"], dtype=object)
+    stats = {}
+    for key in ("local_mass", "sink_mass"):
+        values = np.array(profile["stats"][key], dtype=float)
+        mean = {r: float(values[source == r].mean()) for r in set(layer)}
+        stats[key] = [[mean[r] for r in layer] for _ in range(layers)]
+    return {"model": f"synthetic: role shares of {profile['model']}'s profile", "synthetic": True,
+            "counts": counts(np.array([layer] * layers, dtype=object)), "roles": [layer] * layers, "stats": stats}
