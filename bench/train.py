@@ -141,7 +141,7 @@ def train_backbone(model_cfg: ToyConfig, cfg: TrainConfig, out: Path, resume: bo
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
         step += 1
-        losses.append(float(loss))
+        losses.append(loss.detach().item())
         bar.update()
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         out_of_time = (time.perf_counter() - start) / 60 > cfg.max_minutes

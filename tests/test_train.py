@@ -60,11 +60,11 @@ def test_encoder_loss_decreases_and_loader_errors(tmp_path):
     first = None
     for _ in range(10):
         loss = contrastive_loss(model, frames, prompts)
-        first = first if first is not None else float(loss)
+        first = first if first is not None else loss.detach().item()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.7 * first
+    assert loss.detach().item() < 0.7 * first
     image, text = model.encode_image(frames), model.encode_text(prompts[:3])
     assert image.shape == (16, 64) and text.shape == (3, 64)
     torch.testing.assert_close(image.norm(dim=1), torch.ones(16))
