@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main as cli
-from bench.regress import Tolerance, Tolerances, load_tolerances, read_reference
+from bench.regress import read_reference
+from bench.regress_tolerances import Tolerance, Tolerances, load_tolerances
 
 REPO = Path(__file__).resolve().parent.parent
 CI_TOLERANCES = REPO / "conf" / "regress" / "toy_ci.yaml"
