@@ -20,13 +20,12 @@ import torch
 
 from bench.evaluate_toy import mean_ci
 from bench.models.toy import SHIPPED_WEIGHTS, ToyConfig, ToyDiT
+from bench.oracle_rollouts import oracle_rollouts
 from bench.prompt_sets import load_prompt_set
 from bench.records import atomic_write_text, write_json
-from bench.rollout import frame_timeline, generate
 from bench.sampler import FlowSampler
-from bench.world import simulate
-from methods import METHODS, build_method
-from metrics.oracle import frame_analysis, oracle_scores
+from methods import METHODS
+from metrics.oracle import oracle_scores
 
 DURATIONS = [5, 10, 30, 60]
 BOUNDED = ["sliding_window", "sink", "uniform", "deep_forcing", "infinity_rope", "two_tier", "head_forcing"]
@@ -62,24 +61,16 @@ def run(prompts: str, seeds: list[int], configs: dict, durations: list[int], ste
     frames_at = {d: g.frames_for_seconds(d) for d in durations}
     total = max(frames_at.values())
     segment = int(5 * g.fps)
+    entries = [e for e in load_prompt_set(prompts).prompts if split is None or e.split == split]
     rows = []
-    for entry in load_prompt_set(prompts).prompts:
-        if split is not None and entry.split != split:
-            continue
-        timeline = entry.timeline()
-        for seed in seeds:
-            gt = simulate(frame_timeline(timeline, g.fps, g.frames_per_chunk), total, seed)
-            for label, cfg in configs.items():
-                out = generate(model, build_method(cfg, g), timeline, total, seed, sampler)
-                video = out.frames.numpy()
-                analysis = frame_analysis(video, gt)  # per frame: serves every duration's prefix
-                for d, n in frames_at.items():
-                    chunks = [c for c in out.chunks if c.frame_end <= n]
-                    scores = oracle_scores(video, gt, max(0, n - segment), n, window=window, analysis=analysis)
-                    rows.append({"prompt": entry.id, "split": entry.split, "seed": seed, "method": label,
-                                 "seconds": d, **scores,
-                                 "latency_ms": 1000 * float(np.mean([c.wall_s for c in chunks])),
-                                 "kv_mib": chunks[-1].kv_bytes / 2**20})
+    for r in oracle_rollouts(model, entries, seeds, configs, total, sampler):
+        for d, n in frames_at.items():
+            chunks = [c for c in r.rollout.chunks if c.frame_end <= n]
+            scores = oracle_scores(r.video, r.truth, max(0, n - segment), n, window=window, analysis=r.analysis)
+            rows.append({"prompt": r.entry.id, "split": r.entry.split, "seed": r.seed, "method": r.method,
+                         "seconds": d, **scores,
+                         "latency_ms": 1000 * float(np.mean([c.wall_s for c in chunks])),
+                         "kv_mib": chunks[-1].kv_bytes / 2**20})
     return pd.DataFrame(rows)
 
 

@@ -21,9 +21,10 @@ import torch
 from PIL import Image
 
 from bench.models.toy import ToyConfig, ToyDiT
+from bench.oracle_rollouts import oracle_rollouts
 from bench.prompt_sets import load_prompt_set
 from bench.records import atomic_write_text, write_json
-from bench.rollout import frame_timeline, generate
+from bench.rollout import generate
 from bench.sampler import FlowSampler
 from bench.train_encoder import EVAL_SEED_BASE, accuracy_by_split
 from bench.video import save_gif, to_uint8
@@ -33,7 +34,7 @@ from methods.full import FullConfig
 from methods.sink import SinkConfig
 from methods.sliding_window import SlidingWindowConfig
 from metrics.encoders import load_encoder
-from metrics.oracle import frame_analysis, oracle_scores, psnr
+from metrics.oracle import oracle_scores, psnr
 
 RANGES = {"0-21": (0, 21), "100-120": (100, 120), "220-240": (220, 240)}
 METHODS = {"full": FullConfig(), "sliding_window": SlidingWindowConfig(), "sink": SinkConfig()}
@@ -87,26 +88,20 @@ def evaluate(weights: Path, prompts: str, seeds: list[int], frames: int, out_dir
     entries = load_prompt_set(prompts).prompts
     rows, cache_rows, samples = [], [], {}
     start = time.perf_counter()
+    for r in oracle_rollouts(model, entries, seeds, METHODS, frames, sampler):
+        if r.entry is entries[0] and r.seed == seeds[0]:
+            samples[r.method], samples["ground_truth"] = r.video, r.truth.frames
+        for label, (a, b) in RANGES.items():
+            if b <= frames:
+                rows.append({"prompt": r.entry.id, "split": r.entry.split, "seed": r.seed, "method": r.method,
+                             "frames": label, **oracle_scores(r.video, r.truth, a, b, window=WINDOW, analysis=r.analysis)})
     for i, entry in enumerate(entries):
-        timeline = entry.timeline()
+        if entry.text is None:
+            continue
+        other = entries[(i + 1) % len(entries)]
         for seed in seeds:
-            gt = simulate(frame_timeline(timeline, g.fps, g.frames_per_chunk), frames, seed)
-            for name, cfg in METHODS.items():
-                r = generate(model, build_method(cfg, g), timeline, frames, seed, sampler)
-                video = r.frames.numpy()
-                analysis = frame_analysis(video, gt)  # per frame: serves every range
-                if i == 0 and seed == seeds[0]:
-                    samples[name] = video
-                for label, (a, b) in RANGES.items():
-                    if b <= frames:
-                        rows.append({"prompt": entry.id, "split": entry.split, "seed": seed, "method": name,
-                                     "frames": label, **oracle_scores(video, gt, a, b, window=WINDOW, analysis=analysis)})
-            if i == 0 and seed == seeds[0]:
-                samples["ground_truth"] = gt.frames
-            if entry.text is not None:
-                other = entries[(i + 1) % len(entries)]
-                cache_rows.append({"prompt": entry.id, "split": entry.split, "seed": seed,
-                                   **cache_use(model, entry.text, other.text or other.timeline()[0][1], seed, sampler)})
+            cache_rows.append({"prompt": entry.id, "split": entry.split, "seed": seed,
+                               **cache_use(model, entry.text, other.text or other.timeline()[0][1], seed, sampler)})
     minutes = (time.perf_counter() - start) / 60
     df, cache_df = pd.DataFrame(rows), pd.DataFrame(cache_rows)
 
