@@ -52,7 +52,7 @@ LENGTHS = {
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
 @pytest.mark.parametrize("lengths", LENGTHS.values(), ids=LENGTHS.keys())
-@pytest.mark.parametrize("head_dim", [24, 128], ids=["toy-D24", "wan-D128"])
+@pytest.mark.parametrize("head_dim", [24, 32, 128], ids=["toy-D24", "D32", "wan-D128"])
 def test_attention_matches_reference(lengths, dtype, head_dim):
     q, ks, vs, q_pos, cache = ragged_case(lengths, D=head_dim, dtype=dtype, seed=len(lengths) + head_dim)
     rope = Rope3D(head_dim, 10000.0, 1024)
