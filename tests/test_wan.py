@@ -21,7 +21,8 @@ from safetensors.torch import save_file
 from bench.config import CONF_DIR
 from bench.errors import ConfigError
 from bench.models.attention import block_causal_mask, teacher_forcing_mask
-from bench.models.wan import WanConfig, WanDiT, kv_cache_bytes, parameter_count
+from bench.models.wan import WanDiT
+from bench.models.wan_config import WanConfig, kv_cache_bytes, parameter_count
 from bench.preflight import check_command_line
 from bench.rollout import generate
 from bench.sampler import FlowSampler

@@ -16,20 +16,20 @@ float32 whatever the weights' dtype, as in the Wan code.
 
 Parameter names are those of the original Wan code, so Wan / Self Forcing / CausVid
 checkpoints load by stripping their wrapper prefix; diffusers folders are renamed
-(bench/models/wan_loader.py). Prompt features and the VAE: bench/models/wan_io.py.
+(bench/models/wan_loader.py). Prompt features and the VAE: bench/models/wan_io.py; sizes and
+local paths: bench/models/wan_config.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import require
-from bench.models.base import MODELS, Backbone, Geometry, ModelConfig, existing_path
+from bench.models.base import MODELS, Backbone
+from bench.models.wan_config import WanConfig
 from bench.models.wan_io import (
     STAND_IN_DECODE,
     STAND_IN_TEXT,
@@ -39,93 +39,7 @@ from bench.models.wan_io import (
     stand_in_features,
 )
 from bench.models.wan_loader import load_wan_checkpoint
-from kernels import Rope3D, rope_split
-
-
-@dataclass
-class WanConfig(ModelConfig):
-    """Sizes of the Wan DiT (defaults: Wan2.1-T2V-1.3B at 480x832) and its local files."""
-
-    name: str = "wan"
-    dim: int = 1536
-    layers: int = 30
-    heads: int = 12
-    ffn_dim: int = 8960
-    freq_dim: int = 256  # sinusoidal timestep features
-    text_dim: int = 4096  # UMT5-XXL features
-    text_len: int = 512
-    latent_channels: int = 16
-    latent_height: int = 60  # 480 / 8
-    latent_width: int = 104  # 832 / 8
-    patch: int = 2  # spatial patch; the temporal patch is 1
-    eps: float = 1e-6
-    frames_per_chunk: int = 3
-    horizon_frames: int = 21
-    fps: float = 4.0  # latent frames per second (81 video frames at 16 fps = 21 latent frames)
-    rope_theta: float = 10000.0
-    rope_max_positions: int = 1024
-    shift: float = 5.0
-    num_train_timesteps: int = 1000  # the network sees t * 1000
-    init_seed: int = 0
-    checkpoint_key: str | None = None  # e.g. generator_ema; None: the first of wan_loader.NESTED_KEYS found
-    vae: str | None = None  # diffusers AutoencoderKLWan folder; None: stand-in decode
-    text_encoder: str | None = None  # UMT5 folder (transformers)
-    text_embeddings: str | None = None  # precomputed features; neither: stand-in features
-
-    def __post_init__(self) -> None:
-        for key in ("dim", "layers", "heads", "ffn_dim", "freq_dim", "text_dim", "text_len",
-                    "latent_channels", "latent_height", "latent_width", "patch", "frames_per_chunk",
-                    "horizon_frames", "num_train_timesteps"):
-            require(getattr(self, key) > 0, f"model.{key}", getattr(self, key), "must be > 0")
-        require(self.dim % self.heads == 0, "model.heads", self.heads, f"must divide model.dim={self.dim}")
-        head_dim = self.dim // self.heads
-        require(head_dim % 2 == 0 and head_dim >= 6, "model.dim", self.dim,
-                "dim / heads must be an even head_dim >= 6 (3-D RoPE)")
-        require(self.freq_dim % 2 == 0, "model.freq_dim", self.freq_dim, "must be even")
-        for key in ("latent_height", "latent_width"):
-            require(getattr(self, key) % self.patch == 0, f"model.{key}", getattr(self, key),
-                    f"must be a multiple of model.patch={self.patch}")
-        require(self.horizon_frames % self.frames_per_chunk == 0, "model.horizon_frames",
-                self.horizon_frames, f"must be a multiple of frames_per_chunk={self.frames_per_chunk}")
-        require(self.fps > 0, "model.fps", self.fps, "must be > 0")
-        require(self.shift > 0, "model.shift", self.shift, "must be > 0")
-        grid = max(self.latent_height, self.latent_width) // self.patch
-        require(self.rope_max_positions >= grid, "model.rope_max_positions", self.rope_max_positions,
-                f"must cover the patch grid ({grid})")
-        require(not (self.text_encoder and self.text_embeddings), "model.text_embeddings",
-                self.text_embeddings, "give model.text_encoder or model.text_embeddings, not both")
-
-    @property
-    def prediction(self) -> str:
-        """What the network outputs (bench/train.py reads it): Wan predicts the flow velocity."""
-        return "velocity"
-
-    def geometry(self) -> Geometry:
-        head_dim = self.dim // self.heads
-        tokens = (self.latent_height // self.patch) * (self.latent_width // self.patch)
-        return Geometry(
-            frame_shape=(self.latent_channels, self.latent_height, self.latent_width),
-            tokens_per_frame=tokens,
-            frames_per_chunk=self.frames_per_chunk,
-            layers=self.layers,
-            heads=self.heads,
-            head_dim=head_dim,
-            rope_split=rope_split(head_dim),
-            horizon_frames=self.horizon_frames,
-            fps=self.fps,
-            rope_max_positions=self.rope_max_positions,
-        )
-
-    def check(self) -> None:
-        """Every configured file must exist (a checkpoint may be a file or a diffusers folder)."""
-        if self.checkpoint:
-            existing_path(self.checkpoint, "model.checkpoint", "file or folder")
-        if self.vae:
-            WanVae(self.vae)
-        if self.text_encoder:
-            Umt5Encoder(self.text_encoder, self.text_len, self.text_dim)
-        if self.text_embeddings:
-            EmbeddingsFile(self.text_embeddings, self.text_len, self.text_dim)
+from kernels import Rope3D
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -326,21 +240,3 @@ class WanDiT(Backbone):
         for layer, block in enumerate(self.blocks):
             tokens = block(layer, tokens, e0, ctx, rows, cols, self.rope, attend)
         return self.unpatchify(self.head(tokens, e).float())
-
-
-def kv_cache_bytes(cfg: WanConfig, frames: int, bytes_per_value: int = 2, batch: int = 1) -> int:
-    """K + V bytes of a cache holding ``frames`` latent frames in every layer and head."""
-    g = cfg.geometry()
-    return 2 * batch * frames * g.tokens_per_frame * g.layers * g.heads * g.head_dim * bytes_per_value
-
-
-def parameter_count(cfg: WanConfig) -> int:
-    """Parameters of the DiT for ``cfg``, computed without building it."""
-    d, f, C, p = cfg.dim, cfg.ffn_dim, cfg.latent_channels, cfg.patch
-    attn = 4 * (d * d + d) + 2 * d
-    block = 2 * attn + 2 * d + (d * f + f) + (f * d + d) + 6 * d
-    embed = (C * p * p * d + d) + (cfg.text_dim * d + d) + (d * d + d) + (cfg.freq_dim * d + d) + (d * d + d)
-    embed += d * 6 * d + 6 * d
-    head = d * p * p * C + p * p * C + 2 * d
-    return embed + cfg.layers * block + head
-
