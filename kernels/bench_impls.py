@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from kernels.reference import ragged_attention_reference
-from kernels.rope import Rope3D, rotation_table
+from kernels.rope import Rope3D, rotate_pairs_by, rotation_table
 from kernels.view import RaggedKV
 
 
@@ -49,11 +49,7 @@ def rotate(x: torch.Tensor, pos: torch.Tensor, rope: Rope3D) -> torch.Tensor:
     """Temporal RoPE of x [..., N, D] at pos [N] (or broadcastable) with the float32 table."""
     cos, sin = rotation_table(rope, x.device)
     t = rope.split[0]
-    pairs = x[..., :t].float().unflatten(-1, (-1, 2))
-    c, s = cos[pos], sin[pos]
-    a, b = pairs[..., 0], pairs[..., 1]
-    rotated = torch.stack((a * c - b * s, a * s + b * c), dim=-1).flatten(-2)
-    return torch.cat((rotated.to(x.dtype), x[..., t:]), dim=-1)
+    return torch.cat((rotate_pairs_by(x[..., :t], cos[pos], sin[pos]), x[..., t:]), dim=-1)
 
 
 def head_of_entry(cache: RaggedKV) -> torch.Tensor:

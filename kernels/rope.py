@@ -38,9 +38,17 @@ def rotate_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     x: [..., 2P]; angles: broadcastable to [..., P] (radians). Computed in float32 (or
     float64 for float64 inputs) and returned in x's dtype.
     """
+    return rotate_pairs_by(x, torch.cos(angles), torch.sin(angles))
+
+
+def rotate_pairs_by(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``rotate_pairs`` from the angles' cosines and sines (e.g. rows of ``rotation_table``).
+
+    x: [..., 2P]; cos, sin: broadcastable to [..., P]. Same precision rule as rotate_pairs.
+    """
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
     pairs = x.to(work).unflatten(-1, (-1, 2))
-    cos, sin = torch.cos(angles).to(work), torch.sin(angles).to(work)
+    cos, sin = cos.to(work), sin.to(work)
     a, b = pairs[..., 0], pairs[..., 1]
     out = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)
     return out.flatten(-2).to(x.dtype)
