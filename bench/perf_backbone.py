@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from bench.errors import ConfigError
+from bench.preflight import model_geometry
 from bench.registry import RegistryError
 from bench.rollout import ChunkRecord
 
@@ -42,19 +43,14 @@ ROLE_MAP_METHODS = ("head_forcing", "two_tier")
 
 
 def load_run_config(model: str, method: str, checkpoint: str | None, vae: str | None, role_map: str | None):
-    from hydra import compose
-
-    from bench.config import to_run_config
-    from bench.preflight import hydra_context
+    from bench.preflight import compose_run_config
 
     overrides = [f"model={model}", f"method={method}", f"model.checkpoint={checkpoint or 'null'}",
                  f"model.vae={vae or 'null'}", "model.text_encoder=null", "model.text_embeddings=null",
                  "metrics=none"]
     if method in ROLE_MAP_METHODS and role_map:
         overrides.append(f"method.role_map={role_map}")
-    with hydra_context():
-        run = to_run_config(compose("config", overrides=overrides))
-    return run
+    return compose_run_config(overrides)
 
 
 def synthetic_role_map(layers: int, heads: int, folder: str) -> str:
@@ -161,7 +157,7 @@ def measure(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         role_map = args.role_map
         if role_map is None and any(m in ROLE_MAP_METHODS for m in methods):
-            g = load_run_config(args.model, "full", None, None, None).geometry()
+            g = model_geometry(args.model)
             role_map = synthetic_role_map(g.layers, g.heads, folder)
             shares = json.loads(Path(role_map).read_text())["counts"]
             role_map_note = f"synthetic: the toy profile's role shares in every layer ({shares} heads), timing only"

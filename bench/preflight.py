@@ -18,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bench.config import CONF_DIR, RunConfig, one_line, register_schemas, to_run_config, validate
 from bench.errors import ConfigError
+from bench.models.base import Geometry
 
 MAX_JOBS = 10_000
 # Launchers whose jobs run on other machines: the device is checked by each job (execute()
@@ -95,6 +96,17 @@ def hydra_context():
     """Hydra's compose API rooted at conf/ (a context manager)."""
     register_schemas()
     return initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3")
+
+
+def compose_run_config(overrides: list[str]) -> RunConfig:
+    """The run config ``forcebench run`` composes from ``overrides`` (schema-checked only)."""
+    with hydra_context():
+        return to_run_config(_compose(overrides))
+
+
+def model_geometry(model: str) -> Geometry:
+    """Geometry of a configured backbone (conf/model/<model>.yaml), without building it."""
+    return compose_run_config([f"model={model}", "model.checkpoint=null", "metrics=none"]).geometry()
 
 
 def runs_elsewhere(job: list[str]) -> bool:

@@ -30,24 +30,13 @@ import torch
 
 from bench.errors import ConfigError
 from bench.models.base import Geometry
+from bench.preflight import model_geometry
 from kernels.bench_impls import IMPLEMENTATIONS, Case
 from kernels.rope import Rope3D
 from kernels.view import RaggedKV
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 STRESS_FRAMES = (1 / 1560, 2 / 1560, 8 / 1560, 30 / 1560, 120 / 1560, 480 / 1560, 1, 2, 4, 8, 16, 21)
-
-
-def model_geometry(name: str) -> Geometry:
-    """Geometry of a configured backbone (conf/model/<name>.yaml), without building it."""
-    from hydra import compose
-
-    from bench.config import to_run_config
-    from bench.preflight import hydra_context
-
-    with hydra_context():
-        run = to_run_config(compose("config", overrides=[f"model={name}", "model.checkpoint=null", "metrics=none"]))
-    return run.geometry()
 
 
 def head_forcing_frames(g: Geometry, roles: list[str]) -> list[int]:

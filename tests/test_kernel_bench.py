@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bench.cli import main as cli_main
-from kernels.bench import distributions, make_case, model_geometry
+from bench.preflight import model_geometry
+from kernels.bench import distributions, make_case
 from kernels.bench_impls import IMPLEMENTATIONS, Case
 from kernels.reference import ragged_attention_reference
 
