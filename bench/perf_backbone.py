@@ -54,9 +54,9 @@ def load_run_config(model: str, method: str, checkpoint: str | None, vae: str | 
 
 
 def synthetic_role_map(layers: int, heads: int, folder: str) -> str:
-    from methods.head_forcing.roles import load_role_map, role_map_with_shares
+    from methods.head_forcing.roles import load_toy_profile, role_map_with_shares
 
-    toy = load_role_map(Path(__file__).resolve().parent.parent / "results/head_roles/toy.json")
+    toy = load_toy_profile()
     path = Path(folder) / "roles.json"
     path.write_text(json.dumps(role_map_with_shares(toy, layers, heads)))
     return str(path)

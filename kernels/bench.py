@@ -30,7 +30,7 @@ import torch
 
 from bench.errors import ConfigError
 from bench.models.base import Geometry
-from bench.preflight import model_geometry
+from bench.preflight import compose_run_config, model_geometry
 from kernels.bench_impls import IMPLEMENTATIONS, Case
 from kernels.rope import Rope3D
 from kernels.view import RaggedKV
@@ -39,11 +39,14 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 STRESS_FRAMES = (1 / 1560, 2 / 1560, 8 / 1560, 30 / 1560, 120 / 1560, 480 / 1560, 1, 2, 4, 8, 16, 21)
 
 
+def default_method(name: str):
+    """A method's default config (conf/method/<name>.yaml), as ``forcebench run`` composes it."""
+    return compose_run_config([f"method={name}", "metrics=none"]).method
+
+
 def head_forcing_frames(g: Geometry, roles: list[str]) -> list[int]:
     """Frames each head of one layer holds under Head Forcing's default allocation."""
-    from methods.head_forcing.policy import HeadForcingConfig
-
-    cfg = HeadForcingConfig()
+    cfg = default_method("head_forcing")
     per_layer = np.array([roles] * g.layers)
     a = cfg.allocate(g, per_layer)
     frames = {"local": a.local_frames, "anchor": cfg.anchor_sink_frames + a.anchor_window_frames,
@@ -54,9 +57,9 @@ def head_forcing_frames(g: Geometry, roles: list[str]) -> list[int]:
 def layer_roles(backbone: str, heads: int) -> list[str]:
     """Roles of one layer: for the toy, its most varied profiled layer; for Wan (no
     profile without real weights), the toy profile's role shares over 12 heads."""
-    from methods.head_forcing.roles import load_role_map, role_map_with_shares
+    from methods.head_forcing.roles import load_toy_profile, role_map_with_shares
 
-    profile = load_role_map(Path(__file__).resolve().parent.parent / "results/head_roles/toy.json")
+    profile = load_toy_profile()
     if backbone == "toy":
         return max(profile["roles"], key=lambda layer: len(set(layer)))
     return role_map_with_shares(profile, 1, heads)["roles"][0]
@@ -64,14 +67,17 @@ def layer_roles(backbone: str, heads: int) -> list[str]:
 
 def distributions(backbone: str, g: Geometry) -> dict[str, list[int]]:
     """Per-head cache lengths (tokens) of one layer at a method's default budget, full cache."""
-    tpf, budget = g.tokens_per_frame, 12  # budget_frames of sink / uniform / head_forcing in conf/method
-    out = {
-        "full (trained horizon)": [g.horizon_frames * tpf] * g.heads,
-        "sink / uniform (12 frames)": [budget * tpf] * g.heads,
-        "head_forcing": [f * tpf for f in head_forcing_frames(g, layer_roles(backbone, g.heads))],
-    }
+    tpf = g.tokens_per_frame
+    out = {"full (trained horizon)": [g.horizon_frames * tpf] * g.heads}
+    budgets = {name: default_method(name).frames(g) for name in ("sink", "uniform")}
+    if budgets["sink"] == budgets["uniform"]:
+        budgets = {"sink / uniform": budgets["sink"]}
+    for label, frames in budgets.items():
+        out[f"{label} ({frames} frames)"] = [frames * tpf] * g.heads
+    out["head_forcing"] = [f * tpf for f in head_forcing_frames(g, layer_roles(backbone, g.heads))]
     if backbone == "wan":
-        out["ragged stress (1 .. 32760)"] = [max(1, round(f * tpf)) for f in STRESS_FRAMES]
+        stress = [max(1, round(f * tpf)) for f in STRESS_FRAMES]
+        out[f"ragged stress ({min(stress)} .. {max(stress)})"] = stress
     return out
 
 

@@ -21,13 +21,13 @@ from bench.errors import ConfigError, require
 from bench.models.base import Geometry, resolve_path
 from methods.base import KIND_SINK, METHODS, CacheMethod, LayerStore
 from methods.bounded import BoundedConfig, repacked_positions
-from methods.head_forcing.roles import load_role_map
+from methods.head_forcing.roles import TOY_ROLE_MAP, load_role_map
 
 
 @dataclass
 class TwoTierConfig(BoundedConfig):
     name: str = "two_tier"
-    role_map: str = "results/head_roles/toy.json"
+    role_map: str = TOY_ROLE_MAP
     critical_fraction: float = 0.25
     small_sink_frames: int = 1
     small_recent_frames: int = 3

@@ -38,7 +38,7 @@ from methods.base import (
 )
 from methods.bounded import check_absolute_fits, repacked_positions
 from methods.head_forcing.memory import Episode, EpisodicMemory
-from methods.head_forcing.roles import load_role_map
+from methods.head_forcing.roles import TOY_ROLE_MAP, load_role_map
 
 ROLE_MODES = ("profiled", "all_local", "all_anchor", "all_memory", "shuffled")
 
@@ -56,7 +56,7 @@ class Allocation:
 @dataclass
 class HeadForcingConfig(MethodConfig):
     name: str = "head_forcing"
-    role_map: str = "results/head_roles/toy.json"
+    role_map: str = TOY_ROLE_MAP
     roles: str = "profiled"
     shuffle_seed: int = 0
     budget_frames: int = 12

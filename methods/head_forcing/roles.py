@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 ROLES = ("local", "anchor", "memory")
+TOY_ROLE_MAP = "results/head_roles/toy.json"  # `forcebench profile` of the toy backbone
 
 
 @dataclass
@@ -56,6 +57,11 @@ def counts(roles: np.ndarray) -> dict[str, int]:
 
 def load_role_map(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def load_toy_profile() -> dict:
+    """The toy backbone's profiled role map as shipped in the repository."""
+    return load_role_map(Path(__file__).resolve().parents[2] / TOY_ROLE_MAP)
 
 
 def role_map_with_shares(profile: dict, layers: int, heads: int) -> dict:
