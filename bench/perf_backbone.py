@@ -53,13 +53,14 @@ def load_run_config(model: str, method: str, checkpoint: str | None, vae: str | 
     return compose_run_config(overrides)
 
 
-def synthetic_role_map(layers: int, heads: int, folder: str) -> str:
+def synthetic_role_map(layers: int, heads: int, folder: str) -> tuple[str, dict]:
+    """(path of the written role map, the map): the toy profile's role shares in every layer."""
     from methods.head_forcing.roles import load_toy_profile, role_map_with_shares
 
-    toy = load_toy_profile()
+    role_map = role_map_with_shares(load_toy_profile(), layers, heads)
     path = Path(folder) / "roles.json"
-    path.write_text(json.dumps(role_map_with_shares(toy, layers, heads)))
-    return str(path)
+    path.write_text(json.dumps(role_map))
+    return str(path), role_map
 
 
 def timed(fn, device: torch.device, log: list[float]):
@@ -158,9 +159,9 @@ def measure(args: argparse.Namespace) -> dict:
         role_map = args.role_map
         if role_map is None and any(m in ROLE_MAP_METHODS for m in methods):
             g = model_geometry(args.model)
-            role_map = synthetic_role_map(g.layers, g.heads, folder)
-            shares = json.loads(Path(role_map).read_text())["counts"]
-            role_map_note = f"synthetic: the toy profile's role shares in every layer ({shares} heads), timing only"
+            role_map, synthetic = synthetic_role_map(g.layers, g.heads, folder)
+            role_map_note = (f"synthetic: the toy profile's role shares in every layer ({synthetic['counts']} heads), "
+                             "timing only")
         for name in methods:
             try:
                 results.append(measure_method(args, name, role_map, device))

@@ -309,8 +309,9 @@ def test_every_default_method_fits_the_full_size_model_for_60_s(tmp_path):
     from bench import perf_backbone
 
     g = perf_backbone.load_run_config("wan_1_3b", "full", None, None, None).geometry()
-    role_map = perf_backbone.synthetic_role_map(g.layers, g.heads, str(tmp_path))
-    assert json.loads(open(role_map).read())["counts"] == {"local": 180, "anchor": 60, "memory": 120}
+    role_map, written = perf_backbone.synthetic_role_map(g.layers, g.heads, str(tmp_path))
+    assert json.loads(open(role_map).read()) == written
+    assert written["counts"] == {"local": 180, "anchor": 60, "memory": 120}
     for name in METHODS.names():
         run = perf_backbone.load_run_config("wan_1_3b", name, None, None, role_map)
         run.method.check(g, g.frames_for_seconds(60))
