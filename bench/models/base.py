@@ -21,7 +21,7 @@ from torch import nn
 
 from bench.errors import ConfigError
 from bench.registry import Registry
-from kernels import RaggedKV, Rope3D
+from kernels import RaggedKV, Rope3D, rope_split
 
 MODELS = Registry("model")
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -103,6 +103,24 @@ class ModelConfig:
         """Checks done before any work: the configured checkpoint must exist."""
         if self.checkpoint:
             existing_file(self.checkpoint, "model.checkpoint")
+
+
+def transformer_geometry(cfg: Any, frame_shape: tuple[int, int, int], tokens_per_frame: int) -> Geometry:
+    """The Geometry of a DiT config that has the fields dim, heads, layers, frames_per_chunk,
+    horizon_frames, fps and rope_max_positions (head_dim = dim / heads, split for 3-D RoPE)."""
+    head_dim = cfg.dim // cfg.heads
+    return Geometry(
+        frame_shape=frame_shape,
+        tokens_per_frame=tokens_per_frame,
+        frames_per_chunk=cfg.frames_per_chunk,
+        layers=cfg.layers,
+        heads=cfg.heads,
+        head_dim=head_dim,
+        rope_split=rope_split(head_dim),
+        horizon_frames=cfg.horizon_frames,
+        fps=cfg.fps,
+        rope_max_positions=cfg.rope_max_positions,
+    )
 
 
 class Backbone(nn.Module, ABC):

@@ -28,8 +28,9 @@ from bench.models.base import (
     Geometry,
     ModelConfig,
     load_checkpoint,
+    transformer_geometry,
 )
-from kernels import Rope3D, rope_split
+from kernels import Rope3D
 
 SHIPPED_WEIGHTS = "bench/models/weights/toy_dit.safetensors"
 
@@ -76,19 +77,7 @@ class ToyConfig(ModelConfig):
 
     def geometry(self) -> Geometry:
         grid = self.frame_size // self.patch
-        head_dim = self.dim // self.heads
-        return Geometry(
-            frame_shape=(self.channels, self.frame_size, self.frame_size),
-            tokens_per_frame=grid * grid,
-            frames_per_chunk=self.frames_per_chunk,
-            layers=self.layers,
-            heads=self.heads,
-            head_dim=head_dim,
-            rope_split=rope_split(head_dim),
-            horizon_frames=self.horizon_frames,
-            fps=self.fps,
-            rope_max_positions=self.rope_max_positions,
-        )
+        return transformer_geometry(self, (self.channels, self.frame_size, self.frame_size), grid * grid)
 
 
 def tokenize(text: str, vocab: int, length: int) -> torch.Tensor:

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.errors import require
-from bench.models.base import Geometry, ModelConfig, existing_path
+from bench.models.base import Geometry, ModelConfig, existing_path, transformer_geometry
 from bench.models.wan_io import EmbeddingsFile, Umt5Encoder, WanVae
-from kernels import rope_split
 
 
 @dataclass
@@ -73,20 +72,8 @@ class WanConfig(ModelConfig):
         return "velocity"
 
     def geometry(self) -> Geometry:
-        head_dim = self.dim // self.heads
         tokens = (self.latent_height // self.patch) * (self.latent_width // self.patch)
-        return Geometry(
-            frame_shape=(self.latent_channels, self.latent_height, self.latent_width),
-            tokens_per_frame=tokens,
-            frames_per_chunk=self.frames_per_chunk,
-            layers=self.layers,
-            heads=self.heads,
-            head_dim=head_dim,
-            rope_split=rope_split(head_dim),
-            horizon_frames=self.horizon_frames,
-            fps=self.fps,
-            rope_max_positions=self.rope_max_positions,
-        )
+        return transformer_geometry(self, (self.latent_channels, self.latent_height, self.latent_width), tokens)
 
     def check(self) -> None:
         """Every configured file must exist (a checkpoint may be a file or a diffusers folder)."""
