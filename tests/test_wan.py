@@ -23,7 +23,7 @@ from bench.errors import ConfigError
 from bench.models.attention import block_causal_mask, teacher_forcing_mask
 from bench.models.wan import WanDiT
 from bench.models.wan_config import WanConfig, kv_cache_bytes, parameter_count
-from bench.preflight import check_command_line
+from bench.preflight import check_command_line, model_geometry
 from bench.rollout import generate
 from bench.sampler import FlowSampler
 from kernels import RaggedKV
@@ -308,7 +308,7 @@ def test_every_default_method_fits_the_full_size_model_for_60_s(tmp_path):
     """What perf_backbone runs on a GPU: each method's default config, at 60 s, on wan_1_3b."""
     from bench import perf_backbone
 
-    g = perf_backbone.load_run_config("wan_1_3b", "full", None, None, None).geometry()
+    g = model_geometry("wan_1_3b")
     role_map, written = perf_backbone.synthetic_role_map(g.layers, g.heads, str(tmp_path))
     assert json.loads(open(role_map).read()) == written
     assert written["counts"] == {"local": 180, "anchor": 60, "memory": 120}
