@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from bench.errors import ConfigError, require
-from bench.models.base import Geometry, resolve_path
+from bench.models.base import Geometry
 from methods.base import KIND_SINK, METHODS, CacheMethod, LayerStore
 from methods.bounded import BoundedConfig, repacked_positions
-from methods.head_forcing.roles import TOY_ROLE_MAP, load_role_map
+from methods.head_forcing.roles import TOY_ROLE_MAP, existing_role_map, load_role_map
 
 
 @dataclass
@@ -40,10 +40,7 @@ class TwoTierConfig(BoundedConfig):
 
     def scores(self, geometry: Geometry) -> np.ndarray:
         """[L, H] criticality: the profiled attention mass beyond the last ``local_frames``."""
-        file = resolve_path(self.role_map)
-        if not file.is_file():
-            raise ConfigError(f"method.role_map={self.role_map!r}: file not found (looked at {file.resolve()}); "
-                              f"create it with `forcebench profile`")
+        file = existing_role_map(self.role_map)
         score = 1 - np.array(load_role_map(file)["stats"]["local_mass"])
         if score.shape != (geometry.layers, geometry.heads):
             raise ConfigError(f"method.role_map={self.role_map!r} has {score.shape} heads; the model has "

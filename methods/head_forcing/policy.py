@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from bench.errors import ConfigError, require
-from bench.models.base import Geometry, resolve_path
+from bench.models.base import Geometry
 from methods.base import (
     KIND_MERGED,
     KIND_RAW,
@@ -38,7 +38,7 @@ from methods.base import (
 )
 from methods.bounded import check_absolute_fits, repacked_positions
 from methods.head_forcing.memory import Episode, EpisodicMemory
-from methods.head_forcing.roles import TOY_ROLE_MAP, load_role_map
+from methods.head_forcing.roles import TOY_ROLE_MAP, existing_role_map, load_role_map
 
 ROLE_MODES = ("profiled", "all_local", "all_anchor", "all_memory", "shuffled")
 
@@ -85,10 +85,7 @@ class HeadForcingConfig(MethodConfig):
         L, H = geometry.layers, geometry.heads
         if self.roles.startswith("all_"):
             return np.full((L, H), self.roles[4:], dtype=object)
-        file = resolve_path(self.role_map)
-        if not file.is_file():
-            raise ConfigError(f"method.role_map={self.role_map!r}: file not found (looked at {file.resolve()}); "
-                              f"create it with `forcebench profile`")
+        file = existing_role_map(self.role_map)
         roles = np.array(load_role_map(file)["roles"], dtype=object)
         if roles.shape != (L, H):
             raise ConfigError(f"method.role_map={self.role_map!r} has {roles.shape[0]} x {roles.shape[1]} heads; "

@@ -20,6 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.errors import ConfigError
+from bench.models.base import resolve_path
+
 ROLES = ("local", "anchor", "memory")
 TOY_ROLE_MAP = "results/head_roles/toy.json"  # `forcebench profile` of the toy backbone
 
@@ -57,6 +60,16 @@ def counts(roles: np.ndarray) -> dict[str, int]:
 
 def load_role_map(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+def existing_role_map(path: str) -> Path:
+    """The file of ``method.role_map=path`` (relative paths also from the repository root),
+    or a one-line ConfigError saying how to make one."""
+    file = resolve_path(path)
+    if not file.is_file():
+        raise ConfigError(f"method.role_map={path!r}: file not found (looked at {file.resolve()}); "
+                          f"create it with `forcebench profile`")
+    return file
 
 
 def load_toy_profile() -> dict:
