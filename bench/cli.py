@@ -5,8 +5,8 @@
     forcebench train backbone|encoder [...]    train the toy backbone / the toy-clip encoder
     forcebench evaluate-toy [...]              acceptance measurements of the toy backbone
     forcebench profile [...]                   head roles of the toy backbone (Head Forcing)
-    forcebench compare [...]                   all cache methods at equal KV budget on the toy world
     forcebench leaderboard [...]               leaderboard tables, plots and HTML from run directories
+    forcebench validate RUNS_DIR [...]         are the negative controls beaten? (exit 0 yes, 1 no, 2 bad input)
     forcebench regress [...]                   compare a results table with the committed reference
     forcebench bench-kernels [...]             time the attention kernels against SDPA and FlexAttention
 """
@@ -80,12 +80,6 @@ def cmd_profile(argv: list[str]) -> int:
     return profile_main(argv)
 
 
-def cmd_compare(argv: list[str]) -> int:
-    from bench.compare_methods import main as compare_main
-
-    return compare_main(argv)
-
-
 def cmd_evaluate_toy(argv: list[str]) -> int:
     from bench.evaluate_toy import main as evaluate_main
 
@@ -96,6 +90,12 @@ def cmd_leaderboard(argv: list[str]) -> int:
     from bench.leaderboard import main as leaderboard_main
 
     return leaderboard_main(argv)
+
+
+def cmd_validate(argv: list[str]) -> int:
+    from bench.validity import main as validate_main
+
+    return validate_main(argv)
 
 
 def cmd_regress(argv: list[str]) -> int:
@@ -111,7 +111,7 @@ def cmd_bench_kernels(argv: list[str]) -> int:
 
 
 COMMANDS = {"run": cmd_run, "table": cmd_table, "train": cmd_train, "evaluate-toy": cmd_evaluate_toy,
-            "profile": cmd_profile, "compare": cmd_compare, "leaderboard": cmd_leaderboard,
+            "profile": cmd_profile, "leaderboard": cmd_leaderboard,
             "regress": cmd_regress, "bench-kernels": cmd_bench_kernels}
 
 

@@ -24,6 +24,7 @@ import kernels
 import methods  # noqa: F401  (registers methods)
 from bench.errors import ConfigError, require
 from bench.models.base import MODELS, Geometry, ModelConfig
+from bench.world import TILE, VIEW_TILES
 from methods.base import METHODS, MethodConfig
 from metrics.suite import MetricsConfig
 
@@ -32,6 +33,7 @@ SAMPLERS = ("euler", "renoise")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 WANDB_MODES = ("offline", "online", "disabled")
 SPLITS = ("train", "heldout")
+WORLD_FRAME_SHAPE = (3, VIEW_TILES * TILE, VIEW_TILES * TILE)
 
 
 @dataclass
@@ -128,6 +130,10 @@ class RunConfig:
     device: str = "cpu"
     dtype: str = "float32"
     attention: str = "auto"  # auto | reference | triton (kernels/__init__.py)
+    # ground-truth frames given as context before generation starts (toy world only); null:
+    # the trained horizon minus one chunk (18 frames) on the toy world, fewer when the shortest
+    # duration leaves no generated chunk after it; 0 on other backbones
+    prefix_frames: int | None = None
     out_dir: str = "runs"
     force: bool = False  # rerun even if a finished run directory exists
     progress: bool = True
@@ -147,6 +153,8 @@ class RunConfig:
                 f"allowed: {', '.join(kernels.BACKENDS)}")
         require(self.device == "cpu" or self.device.startswith("cuda"), "device", self.device,
                 "allowed: cpu, cuda, cuda:N")
+        require(self.prefix_frames is None or self.prefix_frames >= 0, "prefix_frames", self.prefix_frames,
+                "allowed: >= 0 or null")
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -154,6 +162,19 @@ class RunConfig:
 
     def geometry(self) -> Geometry:
         return self.model.geometry()
+
+    def prefix(self) -> int:
+        """Ground-truth prefix frames of this run (``prefix_frames`` resolved)."""
+        if self.prefix_frames is not None:
+            return self.prefix_frames
+        g = self.geometry()
+        if not self.renders_toy_world():
+            return 0
+        return max(0, min(g.horizon_frames, min(self.frames())) - g.frames_per_chunk)
+
+    def renders_toy_world(self) -> bool:
+        """The toy backbone at the toy world's frame size (tiny test configs are not)."""
+        return self.model.name == "toy" and tuple(self.geometry().frame_shape) == WORLD_FRAME_SHAPE
 
     def frames(self) -> list[int]:
         """Frames per requested duration, rounded up to whole chunks."""
@@ -189,6 +210,17 @@ def validate(run: RunConfig, local: bool = True) -> None:
     """Checks that need the backbone's geometry (durations that do not fit, budgets). With
     ``local=False`` (jobs that run on other machines) the device is left to the job."""
     frames = run.frames()
+    g = run.geometry()
+    prefix = run.prefix()
+    if prefix:
+        require(run.renders_toy_world(), "prefix_frames", prefix,
+                f"a ground-truth prefix needs the toy backbone at the toy world's frame size {WORLD_FRAME_SHAPE}; "
+                f"allowed with model={run.model.name!r}: 0 or null")
+        limit = g.horizon_frames - g.frames_per_chunk
+        require(prefix % g.frames_per_chunk == 0 and prefix <= limit, "prefix_frames", prefix,
+                f"allowed: a multiple of {g.frames_per_chunk} up to {limit} (the trained horizon minus one chunk)")
+        require(prefix < min(frames), "prefix_frames", prefix,
+                f"allowed: fewer than the shortest duration's {min(frames)} frames, or 0")
     run.model.check()
     run.method.check(run.geometry(), max(frames))
     if local and run.device.startswith("cuda") and not torch.cuda.is_available():

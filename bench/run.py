@@ -35,9 +35,10 @@ from bench.records import (
     staged_dir,
     write_json,
 )
-from bench.rollout import Rollout, generate
+from bench.rollout import Rollout, frame_timeline, generate
 from bench.sampler import FlowSampler
 from bench.video import save_gif, save_npy, to_uint8
+from bench.world import simulate
 from methods.base import build_method
 from metrics.base import VideoMeta
 from metrics.suite import Suite, build_suite
@@ -57,7 +58,18 @@ def run_key(run: RunConfig, prompt: PromptEntry) -> dict:
         "seed": run.seed,
         "sampler": {"kind": run.sampler, "steps": run.steps},
         "dtype": run.dtype,
+        "prefix_frames": run.prefix(),
     }
+
+
+def ground_truth_prefix(run: RunConfig, prompt: PromptEntry) -> torch.Tensor | None:
+    """The toy world's first ``run.prefix()`` frames of this prompt and seed in model space
+    ([1, P, 3, H, W] in [-1, 1]), or None without a prefix."""
+    if not run.prefix():
+        return None
+    g = run.geometry()
+    truth = simulate(frame_timeline(prompt.timeline(), g.fps, g.frames_per_chunk), run.prefix(), run.seed)
+    return torch.from_numpy(truth.frames)[None] * 2 - 1
 
 
 def _csv(rows: list[dict]) -> str:
@@ -77,7 +89,7 @@ def score_prefixes(suite: Suite, run: RunConfig, prompt: PromptEntry, rollout: R
     rows = []
     for seconds, n in zip(run.durations, run.frames()):
         meta = VideoMeta(fps=g.fps, prompts=prompt.timeline(), frames_per_chunk=g.frames_per_chunk,
-                         seed=run.seed, model=run.model.name, chunks=rollout.chunks)
+                         prefix_frames=run.prefix(), seed=run.seed, model=run.model.name, chunks=rollout.chunks)
         rows += [{"run": name, "seconds": seconds, "frames": n, **row} for row in suite.score(frames[:n], meta)]
     return rows
 
@@ -182,7 +194,8 @@ def execute(run: RunConfig, logger: RunLogger | None = None) -> list[Path]:
         try:
             with staged_dir(final) as stage:
                 rollout = generate(model, method, prompt.timeline(), num_frames, run.seed, sampler,
-                                   on_chunk=lambda _, bar=bar: bar.update())
+                                   on_chunk=lambda _, bar=bar: bar.update(),
+                                   prefill=ground_truth_prefix(run, prompt))
                 if not torch.isfinite(rollout.frames).all():
                     raise NonFiniteError(f"the rollout produced non-finite frames ({name})")
                 meta = {"run": name, "key": key, "method_repr": repr(method),

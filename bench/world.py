@@ -2,18 +2,21 @@
 
 Everything is aligned to 8 x 8 pixel tiles (one tile = one patch of the toy backbone), so
 motion happens in whole-token steps and copying from context is an exact token shift.
+The world is built so that the *context is the only way to know what comes next*: a
+model can render a valid tile from the prompt, but which tile sits where is known only
+from frames it has seen.
 
-- Canvas: 4 x 24 tiles (32 x 192 px), larger than the 4 x 4 tile view (32 x 32 px). Its
-  layout (which palette colour each tile gets) is fixed by the pattern word; a few
-  *landmark* tiles (a 2 x 2-pixel checker) are placed by the seed. The layout can be
-  learned from the prompt; landmarks can only be known from what was seen before, so
-  revisiting a region tests memory.
-- Camera: pans one tile a frame and bounces at the canvas ends (ping-pong), so regions
-  are revisited both inside the 21-frame horizon (near a turn) and far beyond it (a full
-  cycle is 40 frames); or stays still. Its start is set by the seed.
+- Canvas: 4 rows x W columns of tiles that wraps around horizontally. W is set by the
+  pattern word (``CANVAS_WIDTHS``: 8, 12, 16 or 18 tiles). Each tile's palette colour
+  (4 high-contrast colours per palette) is drawn per *seed*, so the layout cannot be
+  learned from the prompt; the pattern word sets the tile texture and the width.
+- Camera: pans one tile a frame in the prompted direction and wraps around, so the view
+  of frame t returns exactly at frame t + W (revisits at lags 8-18 frames: inside the
+  21-frame trained horizon, so retrieval can be learned, and for W = 18 beyond a
+  16-frame window, so memory matters); or stays still. Its start is set by the seed.
 - Sprites: one or two, each with a fixed colour and shape, moving one tile a frame
-  (bouncing vertically, sliding horizontally) or resting, in canvas coordinates: they
-  leave the view when the camera pans away and come back.
+  (bouncing vertically, sliding horizontally with wrap-around) or resting, in canvas
+  coordinates: they leave the view when the camera pans away and come back.
 
 Prompt grammar (comma-separated phrases)::
 
@@ -34,14 +37,18 @@ from bench.errors import ConfigError
 
 TILE = 8
 VIEW_TILES = 4
-CANVAS_TILES = (4, 24)  # rows, columns
+CANVAS_ROWS = 4
+# Canvas width in tiles per pattern word: the lag (frames) at which a panning view returns.
+CANVAS_WIDTHS = {"blocks": 8, "stripes": 12, "dots": 16, "bricks": 18}
+# Four well-separated colours per palette (L-inf distance >= 0.25 between any two, and
+# >= 0.25 from every sprite colour), so a tile in the wrong place costs a large error.
 PALETTES = {
-    "forest": [(0.10, 0.32, 0.12), (0.28, 0.58, 0.20), (0.58, 0.72, 0.28)],
-    "desert": [(0.50, 0.34, 0.18), (0.78, 0.60, 0.36), (0.93, 0.82, 0.58)],
-    "ocean": [(0.05, 0.10, 0.35), (0.16, 0.32, 0.62), (0.38, 0.52, 0.78)],
-    "city": [(0.18, 0.18, 0.20), (0.40, 0.40, 0.44), (0.62, 0.62, 0.66)],
+    "forest": [(0.06, 0.22, 0.08), (0.30, 0.62, 0.22), (0.58, 0.40, 0.12), (0.70, 0.75, 0.45)],
+    "desert": [(0.30, 0.18, 0.08), (0.75, 0.55, 0.28), (0.45, 0.40, 0.60), (0.72, 0.75, 0.62)],
+    "ocean": [(0.03, 0.08, 0.30), (0.18, 0.38, 0.70), (0.05, 0.50, 0.40), (0.55, 0.62, 0.75)],
+    "city": [(0.10, 0.10, 0.12), (0.42, 0.42, 0.46), (0.70, 0.70, 0.72), (0.40, 0.22, 0.12)],
 }
-PATTERNS = ("blocks", "stripes", "dots", "bricks")
+PATTERNS = tuple(CANVAS_WIDTHS)
 SPRITE_COLOURS = {
     "red": (0.95, 0.10, 0.10),
     "yellow": (1.00, 0.90, 0.10),
@@ -52,7 +59,6 @@ SPRITE_COLOURS = {
 SHAPES = ("square", "cross", "ring")
 MOTIONS = ("bouncing", "sliding", "resting")
 CAMERAS = ("pans right", "pans left", "still")
-LANDMARKS = 8  # landmark tiles per canvas
 
 # (palette, sprite colour) pairs that training never sees: the held-out split.
 HELDOUT_PAIRS = {("forest", "magenta"), ("desert", "cyan"), ("ocean", "yellow"), ("city", "red")}
@@ -143,79 +149,98 @@ def check_switch(before: Scene, after: Scene) -> None:
                           f"changes: camera motion, sprite colours and sprite motions")
 
 
-def layout(pattern: str) -> np.ndarray:
-    """Palette slot (0..2) of every canvas tile, fixed by the pattern: [rows, cols] int."""
-    rng = np.random.default_rng(1000 + PATTERNS.index(pattern))
-    return rng.integers(0, 3, CANVAS_TILES)
+def canvas_tiles(pattern: str) -> tuple[int, int]:
+    """(rows, columns) of the canvas for a pattern word."""
+    return CANVAS_ROWS, CANVAS_WIDTHS[pattern]
+
+
+def layout(pattern: str, seed: int) -> np.ndarray:
+    """Palette slot (0..3) of every canvas tile, drawn per seed: [rows, cols] int.
+
+    Horizontally adjacent tiles differ, so every one-tile shift of the view changes it."""
+    rows, cols = canvas_tiles(pattern)
+    rng = np.random.default_rng([seed, 7])
+    slots = rng.integers(0, 4, (rows, cols))
+    for c in range(1, cols):
+        same = slots[:, c] == slots[:, c - 1]
+        slots[same, c] = (slots[same, c] + rng.integers(1, 4, int(same.sum()))) % 4
+    return slots
 
 
 def tile_pixels(pattern: str, slot: int, palette: list) -> np.ndarray:
-    """One background tile [8, 8, 3]: colour ``slot`` textured by the pattern."""
-    a, b, c = (np.array(palette[(slot + i) % 3], dtype=np.float32) for i in range(3))
+    """One background tile [8, 8, 3]: colour ``slot`` textured by the pattern (second
+    colour: the next slot)."""
+    a, b = (np.array(palette[(slot + i) % len(palette)], dtype=np.float32) for i in range(2))
     tile = np.broadcast_to(a, (TILE, TILE, 3)).copy()
     if pattern == "stripes":
         tile[TILE // 2:] = b
     elif pattern == "dots":
         tile[2:6, 2:6] = b
     elif pattern == "bricks":
-        tile[0, :] = c
-        tile[:, 0] = c
+        tile[0, :] = b
+        tile[:, 0] = b
     return tile
 
 
-def landmark_pixels(palette: list) -> np.ndarray:
-    yy, xx = np.mgrid[0:TILE, 0:TILE]
-    checker = ((yy // 2 + xx // 2) % 2).astype(bool)
-    return np.where(checker[..., None], np.array(palette[2], np.float32), np.array(palette[0], np.float32))
-
-
-def render_canvas(scene: Scene, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(canvas [32, 192, 3] float32 in [0, 1], landmark mask [4, 24] bool)."""
+def valid_tiles(scene: Scene) -> np.ndarray:
+    """Every background tile the scene's palette and pattern can draw: [slots, 3, 8, 8]."""
     palette = PALETTES[scene.palette]
-    slots = layout(scene.pattern)
-    rng = np.random.default_rng([seed, 7])
-    landmarks = np.zeros(CANVAS_TILES, bool)
-    landmarks.flat[rng.choice(landmarks.size, LANDMARKS, replace=False)] = True
-    rows, cols = CANVAS_TILES
+    return np.stack([tile_pixels(scene.pattern, s, palette).transpose(2, 0, 1) for s in range(len(palette))])
+
+
+def render_canvas(scene: Scene, seed: int) -> np.ndarray:
+    """The canvas [rows * 8, cols * 8, 3] float32 in [0, 1] of a scene and seed."""
+    palette = PALETTES[scene.palette]
+    slots = layout(scene.pattern, seed)
+    rows, cols = slots.shape
     canvas = np.zeros((rows * TILE, cols * TILE, 3), np.float32)
-    mark = landmark_pixels(palette)
     for r in range(rows):
         for c in range(cols):
-            tile = mark if landmarks[r, c] else tile_pixels(scene.pattern, int(slots[r, c]), palette)
-            canvas[r * TILE:(r + 1) * TILE, c * TILE:(c + 1) * TILE] = tile
-    return canvas, landmarks
+            canvas[r * TILE:(r + 1) * TILE, c * TILE:(c + 1) * TILE] = tile_pixels(scene.pattern, int(slots[r, c]), palette)
+    return canvas
+
+
+def view_columns(cam: int, width: int) -> np.ndarray:
+    """Canvas tile columns shown by a view whose left edge is at ``cam`` (wraps around)."""
+    return (cam + np.arange(VIEW_TILES)) % width
 
 
 @dataclass
 class WorldVideo:
     """A rendered video and its ground truth.
 
-    frames: [T, 3, 32, 32] float32 in [0, 1]; canvas: [3, 32, 192]; landmarks: [4, 24];
-    camera: [T] view offset in tiles (column of the canvas at the view's left edge);
-    sprites: [T, S, 3] int (canvas column, row, visible); sprite_colours: [T, S] names;
-    sprite_shapes: [S]; scenes: [T] index into ``prompts`` of the prompt active at frame t.
+    frames: [T, 3, 32, 32] float32 in [0, 1]; canvas: [3, 32, 8 W] (W = canvas width in
+    tiles, wrapping around); camera: [T] view offset in tiles (canvas column at the view's
+    left edge, 0..W-1); camera_step: [T] tiles moved from frame t-1 to t (-1, 0, 1; 0 at
+    t = 0); sprites: [T, S, 3] int (canvas column, row, visible); sprite_colours: [T, S]
+    names; sprite_shapes: [S]; scenes: [T] index into ``prompts`` of the prompt active at
+    frame t; tiles: [slots, 3, 8, 8] every background tile the scene can draw.
     """
 
     frames: np.ndarray
     canvas: np.ndarray
-    landmarks: np.ndarray
     camera: np.ndarray
+    camera_step: np.ndarray
     sprites: np.ndarray
     sprite_colours: list[list[str]]
     sprite_shapes: list[str]
     palette: str
     scenes: np.ndarray
     prompts: list[str]
+    tiles: np.ndarray
+
+    @property
+    def width(self) -> int:
+        """Canvas width in tiles: a panning view returns after this many frames."""
+        return self.canvas.shape[2] // TILE
 
 
 def _camera_velocity(camera: str) -> int:
     return {"pans right": 1, "pans left": -1, "still": 0}[camera]
 
 
-def _bounce(pos: int, vel: int, lo: int, hi: int) -> tuple[int, int]:
-    if not lo <= pos + vel <= hi:
-        vel = -vel
-    return pos + vel, vel
+def _sprite_velocity(motion: str, sign: int) -> tuple[int, int]:
+    return {"bouncing": (0, sign), "sliding": (sign, 0), "resting": (0, 0)}[motion]
 
 
 def simulate(timeline: list[tuple[int, str]], num_frames: int, seed: int) -> WorldVideo:
@@ -226,22 +251,20 @@ def simulate(timeline: list[tuple[int, str]], num_frames: int, seed: int) -> Wor
     for before, after in zip(scenes, scenes[1:]):
         check_switch(before, after)
     first = scenes[0]
-    canvas, landmarks = render_canvas(first, seed)
+    canvas = render_canvas(first, seed)
+    rows, cols = canvas_tiles(first.pattern)
     rng = np.random.default_rng([seed, 11])
-    rows, cols = CANVAS_TILES
-    max_cam = cols - VIEW_TILES
-    cam, cam_vel = int(rng.integers(0, max_cam + 1)), _camera_velocity(first.camera)
+    cam, cam_vel = int(rng.integers(0, cols)), _camera_velocity(first.camera)
     sprites = []  # [x, y, vx, vy]
     for spec in first.sprites:
         x, y = int(rng.integers(0, cols)), int(rng.integers(0, rows))
-        sign = int(rng.choice([-1, 1]))
-        vx, vy = {"bouncing": (0, sign), "sliding": (sign, 0), "resting": (0, 0)}[spec.motion]
-        sprites.append([x, y, vx, vy])
+        sprites.append([x, y, *_sprite_velocity(spec.motion, int(rng.choice([-1, 1])))])
 
     frames = np.zeros((num_frames, rows * TILE, VIEW_TILES * TILE, 3), np.float32)
-    cam_track = np.zeros(num_frames, np.int64)
+    cam_track, cam_steps = np.zeros(num_frames, np.int64), np.zeros(num_frames, np.int64)
     sprite_track = np.zeros((num_frames, len(sprites), 3), np.int64)
     colours, scene_index = [], np.zeros(num_frames, np.int64)
+    wide = np.concatenate([canvas, canvas[:, :VIEW_TILES * TILE]], axis=1)  # the wrap, unrolled
     active = 0
     for t in range(num_frames):
         while active + 1 < len(timeline) and timeline[active + 1][0] <= t:
@@ -249,29 +272,33 @@ def simulate(timeline: list[tuple[int, str]], num_frames: int, seed: int) -> Wor
             scene = scenes[active]
             cam_vel = _camera_velocity(scene.camera)
             for s, spec in zip(sprites, scene.sprites):
-                speed = {"bouncing": (0, 1), "sliding": (1, 0), "resting": (0, 0)}[spec.motion]
                 sign = 1 if (s[2] + s[3]) >= 0 else -1
-                s[2], s[3] = speed[0] * sign, speed[1] * sign
+                s[2], s[3] = _sprite_velocity(spec.motion, sign)
         scene = scenes[active]
         scene_index[t] = active
-        view = canvas[:, cam * TILE:(cam + VIEW_TILES) * TILE].copy()
+        view = wide[:, cam * TILE:(cam + VIEW_TILES) * TILE].copy()
         for i, ((x, y, _, _), spec) in enumerate(zip(sprites, scene.sprites)):
-            visible = cam <= x < cam + VIEW_TILES
+            col = (x - cam) % cols
+            visible = col < VIEW_TILES
             if visible:
-                patch = view[y * TILE:(y + 1) * TILE, (x - cam) * TILE:(x - cam + 1) * TILE]
+                patch = view[y * TILE:(y + 1) * TILE, col * TILE:(col + 1) * TILE]
                 patch[SHAPE_MASKS[spec.shape]] = SPRITE_COLOURS[spec.colour]
             sprite_track[t, i] = (x, y, visible)
         colours.append([spec.colour for spec in scene.sprites])
         frames[t], cam_track[t] = view, cam
-        cam, cam_vel = _bounce(cam, cam_vel, 0, max_cam)
+        if t + 1 < num_frames:
+            cam_steps[t + 1] = cam_vel
+        cam = (cam + cam_vel) % cols
         for s in sprites:
-            s[0], s[2] = _bounce(s[0], s[2], 0, cols - 1)
-            s[1], s[3] = _bounce(s[1], s[3], 0, rows - 1)
+            s[0] = (s[0] + s[2]) % cols
+            if not 0 <= s[1] + s[3] <= rows - 1:
+                s[3] = -s[3]
+            s[1] += s[3]
     return WorldVideo(
         frames=frames.transpose(0, 3, 1, 2).copy(), canvas=canvas.transpose(2, 0, 1).copy(),
-        landmarks=landmarks, camera=cam_track, sprites=sprite_track, sprite_colours=colours,
+        camera=cam_track, camera_step=cam_steps, sprites=sprite_track, sprite_colours=colours,
         sprite_shapes=[s.shape for s in first.sprites], palette=first.palette, scenes=scene_index,
-        prompts=[p for _, p in timeline],
+        prompts=[p for _, p in timeline], tiles=valid_tiles(first),
     )
 
 

@@ -8,7 +8,10 @@ long and short videos weigh the same.
 
 An output holds scalars (one number for the whole video) and series (per frame or per
 segment, with their times). Result keys name the metric and, for feature-based metrics,
-the encoder: ``subject_consistency[toy-clip]``, ``drift[toy-clip-text]``.
+the encoder: ``subject_consistency[toy-clip]``, ``drift[toy-clip-text]``. Per-segment
+series use segments of ``SEGMENT_SECONDS`` (2 s, VBench-Long's clip length) unless the
+run says otherwise: short enough to resolve an artefact that repeats every 5 s (the
+trained horizon), which a 5 s segment would average away.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 from bench.registry import Registry
 
 METRICS = Registry("metric")
+SEGMENT_SECONDS = 2.0  # default segment length of per-segment series (= VBench-Long clips)
 
 
 @dataclass
@@ -32,14 +36,17 @@ class VideoMeta:
 
     prompts: the prompt timeline as (start second, text), sorted, the first at 0; a switch
     takes effect at the first chunk of ``frames_per_chunk`` frames that starts at or after
-    its time (as in the rollout). seed, model and chunks (the rollout's per-chunk records:
+    its time (as in the rollout). frames_per_chunk: frames the generator writes per
+    autoregressive step (the runner fills it from the backbone's geometry; 1 = no chunk
+    structure known). seed, model and chunks (the rollout's per-chunk records:
     frame_end, wall_s, kv_bytes, tokens) are there for the oracle and system metrics.
     """
 
     fps: float
     prompts: list[tuple[float, str]] = field(default_factory=list)
-    segment_seconds: float = 5.0
+    segment_seconds: float = SEGMENT_SECONDS
     frames_per_chunk: int = 1
+    prefix_frames: int = 0  # leading frames given as context (ground truth), not generated
     seed: int | None = None
     model: str = ""
     chunks: list[Any] = field(default_factory=list)
@@ -79,8 +86,12 @@ class Series:
 
 @dataclass
 class MetricOutput:
+    """scalars and series by result key; omitted: result key -> why the metric left it out
+    on purpose (recorded by the suite as a row with status ``omitted: <why>``)."""
+
     scalars: dict[str, float] = field(default_factory=dict)
     series: dict[str, Series] = field(default_factory=dict)
+    omitted: dict[str, str] = field(default_factory=dict)
 
 
 class Metric(ABC):

@@ -13,7 +13,8 @@ per prompt segment k (the frames during which prompt k is active):
 
 - ``clip_text_active[enc]``: the text score against prompt k;
 - ``clip_text_previous[enc]``: the text score against prompt k-1 (k >= 1), i.e. how
-  much of the old prompt is still on screen after the switch.
+  much of the old prompt is still on screen after the switch (lower is better; every
+  other key: higher).
 
 Their scalars are the mean over prompt segments.
 """
@@ -39,7 +40,7 @@ from metrics.base import (
     segment_series,
 )
 
-VERSION = "clip-v1"
+VERSION = "clip-v2"  # v2: clip_text_previous is lower-is-better (was marked higher)
 
 
 def model_device(model: Any) -> torch.device | None:
@@ -145,7 +146,7 @@ class ClipConsistency(Metric):
 
     name = "clip"
     version = VERSION
-    higher_is_better = True
+    higher_is_better = {"clip_text_previous": False, "*": True}
 
     @classmethod
     def needs(cls, config: ClipConfig | None) -> tuple[str, ...]:

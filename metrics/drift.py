@@ -12,6 +12,16 @@ For a series x (per frame, or already per segment) with entry times t_j in secon
 
 Both need a curve of at least two segments; shorter videos get no drift keys.
 
+Directions (``drift_direction``) depend on whether x is a *quality series*, one where a
+higher value means a better video (``QUALITY`` says so per series):
+
+| key | quality series (text, first_frame) | other series (brightness, contrast, saturation) |
+|---|---|---|
+| ``drift[x]`` | lower is better (positive = quality lost) | none: getting brighter is not worse than darker |
+| ``abs_drift[x]`` | lower is better | lower is better: a stable statistic |
+| ``drift_slope[x]`` | higher is better (quality rising) | none |
+| ``drift_curve[x]`` | higher is better (it is x) | none |
+
 The ``drift`` metric applies this to the per-frame series named in its config:
 
 - ``brightness``: mean of all pixels and channels;
@@ -34,6 +44,7 @@ import torch
 from bench.errors import require
 from metrics.base import (
     METRICS,
+    SEGMENT_SECONDS,
     Metric,
     MetricOutput,
     Series,
@@ -41,12 +52,33 @@ from metrics.base import (
     frame_series,
     metric_key,
     segment_series,
+    split_key,
 )
 from metrics.clip import consistency_cosines, frame_text_scores, image_features
 
-VERSION = "drift-v1"
+VERSION = "drift-v2"  # v2: per-series directions (QUALITY), 2 s segments by default
 PIXEL_SERIES = ("brightness", "contrast", "saturation")
 FEATURE_SERIES = ("text", "first_frame")
+# Is the series a quality series (higher = better video, so a fall over the video is a loss)?
+QUALITY = {"text": True, "first_frame": True, "brightness": False, "contrast": False, "saturation": False}
+DRIFT_KEYS = ("drift", "abs_drift", "drift_slope", "drift_curve")
+
+
+def drift_direction(stat: str, quality: bool) -> bool | None:
+    """higher_is_better of ``stat`` (one of DRIFT_KEYS) for a quality series or another one
+    (the table in the module doc)."""
+    if stat not in DRIFT_KEYS:
+        raise ValueError(f"unknown drift statistic {stat!r}; allowed: {', '.join(DRIFT_KEYS)}")
+    if stat == "abs_drift":
+        return False
+    if not quality:
+        return None
+    return stat != "drift"
+
+
+def series_key(series: str, encoder: str) -> str:
+    """The key part that names a series: ``<enc>-text``, ``<enc>-first``, or the pixel statistic."""
+    return {"text": f"{encoder}-text", "first_frame": f"{encoder}-first"}.get(series, series)
 
 
 def least_squares_slope(seconds: np.ndarray, values: np.ndarray) -> float:
@@ -64,7 +96,7 @@ class Drift:
     slope: float  # least-squares slope per second of the input series
 
 
-def drift_of(series: Series, segment_seconds: float = 5.0) -> Drift:
+def drift_of(series: Series, segment_seconds: float = SEGMENT_SECONDS) -> Drift:
     """Drift of any series. A per-frame series (every entry one frame, contiguous) is first
     averaged over segments of ``segment_seconds``; a coarser one is used as its own curve."""
     per_frame = bool(np.all(series.ends - series.starts == 1)) and bool(np.all(np.diff(series.starts) == 1))
@@ -128,8 +160,18 @@ class DriftMetric(Metric):
 
     name = "drift"
     version = VERSION
-    # Signed drift is first minus last, so for a quality series lower (less decline) is better.
-    higher_is_better = {"drift": False, "abs_drift": False, "drift_slope": None, "*": True}
+    higher_is_better = True  # lag_similarity_<L>; drift keys: is_higher_better
+
+    def is_higher_better(self, key: str) -> bool | None:
+        """Drift keys by ``drift_direction`` of their series; lag similarities higher."""
+        stat, part = split_key(key)
+        if stat not in DRIFT_KEYS:
+            return True
+        encoder = (self.config or DriftConfig()).encoder
+        by_key = {series_key(name, encoder): name for name in QUALITY}
+        if part not in by_key:
+            raise ValueError(f"{key!r}: no drift series {part!r}; allowed: {', '.join(by_key)}")
+        return drift_direction(stat, QUALITY[by_key[part]])
 
     @classmethod
     def needs(cls, config: DriftConfig | None) -> tuple[str, ...]:
@@ -144,15 +186,16 @@ class DriftMetric(Metric):
         feats = image_features(self.models[enc], frames, cfg.batch) if self.needs(cfg) else None
         for name in cfg.series:
             if name in PIXEL_SERIES:
-                key, values, first = name, pixel_series(frames, name), 0
+                values, first = pixel_series(frames, name), 0
             elif name == "text":
                 if not meta.prompts:
                     continue
-                key, values, first = f"{enc}-text", frame_text_scores(self.models[enc], feats, meta), 0
+                values, first = frame_text_scores(self.models[enc], feats, meta), 0
             else:
                 if T < 2:
                     continue
-                key, values, first = f"{enc}-first", consistency_cosines(feats)[0], 1
+                values, first = consistency_cosines(feats)[0], 1
+            key = series_key(name, enc)
             drift_entries(key, drift_of(frame_series(values, first, meta.fps), meta.segment_seconds), out)
         for lag in sorted({int(lag) for lag in cfg.lags}):
             if lag < T:

@@ -2,12 +2,17 @@
 
 Functions take generated frames ``[T, 3, 32, 32]`` in [0, 1] (numpy) and the
 ``WorldVideo`` that the same prompt schedule and seed define (bench/world.py). Colours
-are matched by L-infinity distance in RGB. Camera start, landmarks and sprite starts are
-random per seed, so a freely generated video is a *different sample* of the same world:
-metrics compare what must agree (palette, sprite look and frequency, step sizes, layout,
-self-consistency), and PSNR against the ground-truth frames is only meaningful when the
-model was given the ground truth as context.
+are matched by L-infinity distance in RGB. The canvas layout, camera start and sprite
+starts are random per seed, so a *freely* generated video is a different sample of the
+prompt's world: it is compared on what must agree (palette, valid tiles, sprite look and
+frequency, camera steps, self-consistency on revisits). After a ground-truth prefix
+(``prefix_frames`` > 0) the continuation has one right answer, and PSNR against the
+ground truth measures whether the cache kept what the video needs.
 
+- continuation_psnr (the primary score): mean over generated frames after the
+  ground-truth prefix of their PSNR against the ground-truth frames. Not applicable
+  without a prefix.
+- psnr_gt: the same over every frame of the range (prefix included).
 - palette_fidelity: share of background pixels (not detected as a sprite colour) within
   PALETTE_TOL of a colour of the prompt's palette.
 - sprite_presence: share of (frame, prompted sprite) pairs in which the sprite's colour
@@ -15,15 +20,16 @@ model was given the ground truth as context.
   is the same on the ground-truth video, ``sprite_presence_ratio`` their quotient.
 - spurious_colours: share of frames in which a sprite colour that the active prompt does
   not name is detected. Reported with presence: drawing every colour is not a win.
-- background_psnr: PSNR of each frame against the true canvas at the best-matching
-  horizontal pixel offset (pixels of sprite colours excluded), mean over frames.
-- pan_consistency: share of consecutive frame pairs whose best-matching offsets differ by
-  the camera's true step (8 px for a pan, 0 when still; the direction is the sample's own).
-- revisit_psnr_within / revisit_psnr_beyond: when the (estimated) view returns exactly to
-  an earlier one, PSNR between the frame now and at the most recent earlier visit
-  (sprite-coloured pixels of both masked), split by whether that visit is at most
-  ``window`` frames back.
-- psnr_gt: PSNR against the ground-truth frames.
+- background_psnr: how well each frame is drawn from the world's tiles: every 8 x 8 tile
+  is compared with the nearest tile the palette and pattern can draw (sprite-coloured
+  pixels excluded); PSNR of the mean error, mean over frames.
+- pan_consistency: share of consecutive frame pairs whose estimated shift (the one-tile
+  shift, -1, 0 or +1, under which the overlapping columns match best, uniquely) equals
+  the camera's true step.
+- revisit_psnr_within / revisit_psnr_beyond: for every frame whose true camera view was
+  shown before, PSNR between the frame and the most recent earlier frame of the same
+  view (sprite-coloured pixels of both masked), split by whether that frame is at most
+  ``window`` frames back. A panning camera returns after W frames (the canvas width).
 
 PSNR is capped at PSNR_CAP dB (identical images).
 """
@@ -38,7 +44,7 @@ import torch
 from bench.world import PALETTES, SPRITE_COLOURS, TILE, WorldVideo, simulate
 from metrics.base import METRICS, Metric, MetricOutput, Series, VideoMeta, segment_bounds
 
-VERSION = "oracle-v1"
+VERSION = "oracle-v2"
 PALETTE_TOL = 0.15
 SPRITE_TOL = 0.2
 DETECT_PIXELS = 6
@@ -95,25 +101,51 @@ def sprite_scores(frames: np.ndarray, gt: WorldVideo) -> dict[str, float]:
         "sprite_presence": float(presence),
         "sprite_presence_gt": float(presence_gt),
         "sprite_presence_ratio": float(presence / presence_gt) if presence_gt else float("nan"),
+        "sprite_presence_error": float(abs(presence - presence_gt)),
         "spurious_colours": float(spurious),
     }
 
 
-def best_offsets(frames: np.ndarray, canvas: np.ndarray,
-                 sprite: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: (best horizontal pixel offset into the canvas, PSNR there)."""
-    T, _, H, W = frames.shape
-    n = canvas.shape[2] - W + 1
-    windows = np.stack([canvas[:, :, o:o + W] for o in range(n)])  # [n, 3, H, W]
-    keep = ~(any_sprite_colour(frames) if sprite is None else sprite)  # [T, H, W]
-    offsets, scores = np.zeros(T, np.int64), np.zeros(T)
-    for t in range(T):
-        err = ((windows - frames[t][None]) ** 2).mean(axis=1)  # [n, H, W]
-        m = keep[t] if keep[t].any() else np.ones_like(keep[t])
-        mse = err[:, m].mean(axis=1)
-        offsets[t] = int(mse.argmin())
-        scores[t] = float(psnr(mse.min()))
-    return offsets, scores
+def tile_fidelity_psnr(frames: np.ndarray, tiles: np.ndarray, sprite: np.ndarray | None = None) -> np.ndarray:
+    """Per frame: PSNR of the frame against its nearest drawing from ``tiles``.
+
+    frames: [T, 3, H, W]; tiles: [K, 3, 8, 8] (``WorldVideo.tiles``); sprite: [T, H, W]
+    pixels left out. Every frame tile takes the candidate with the least error on its
+    kept pixels."""
+    T, C, H, W = frames.shape
+    keep = ~(any_sprite_colour(frames) if sprite is None else sprite)
+    blocks = frames.reshape(T, C, H // TILE, TILE, W // TILE, TILE).transpose(0, 2, 4, 1, 3, 5)  # [T, r, c, 3, 8, 8]
+    mask = keep.reshape(T, H // TILE, TILE, W // TILE, TILE).transpose(0, 1, 3, 2, 4)  # [T, r, c, 8, 8]
+    err = ((blocks[:, :, :, None] - tiles[None, None, None]) ** 2).mean(axis=4)  # [T, r, c, K, 8, 8]
+    sums = (err * mask[:, :, :, None]).sum(axis=(-2, -1)).min(axis=-1)  # [T, r, c]
+    counts = mask.sum(axis=(-2, -1))
+    mse = sums.sum(axis=(1, 2)) / np.maximum(counts.sum(axis=(1, 2)), 1)
+    return psnr(mse)
+
+
+def tile_shifts(frames: np.ndarray, margin: float = 1e-4) -> np.ndarray:
+    """Per consecutive pair (t-1, t): the view shift in tiles (+1: the camera moved right,
+    content moved left; -1; 0) under which the overlapping columns match best, or a
+    sentinel 99 when no shift wins by ``margin`` (a uniform frame has no shift).
+
+    frames: [T, 3, H, W] -> [T - 1] int."""
+    prev, cur = frames[:-1], frames[1:]
+    errors = np.stack([
+        ((cur[..., :-TILE] - prev[..., TILE:]) ** 2).mean(axis=(1, 2, 3)),  # +1
+        ((cur - prev) ** 2).mean(axis=(1, 2, 3)),  # 0
+        ((cur[..., TILE:] - prev[..., :-TILE]) ** 2).mean(axis=(1, 2, 3)),  # -1
+    ], axis=1)
+    order = np.sort(errors, axis=1)
+    shift = np.array([1, 0, -1])[errors.argmin(axis=1)]
+    return np.where(order[:, 1] - order[:, 0] > margin, shift, 99)
+
+
+def pan_consistency(frames: np.ndarray, camera_step: np.ndarray) -> float:
+    """Share of consecutive pairs of ``frames`` [T, ...] whose estimated shift equals the
+    true camera step (``WorldVideo.camera_step`` of the same frames, [T])."""
+    if len(frames) < 2:
+        return float("nan")
+    return float((tile_shifts(np.asarray(frames, np.float32)) == camera_step[1:len(frames)]).mean())
 
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
@@ -125,15 +157,16 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def revisit_psnr(frames: np.ndarray, offsets: np.ndarray, window: int, first: int = 0,
+def revisit_psnr(frames: np.ndarray, camera: np.ndarray, window: int, first: int = 0,
                  sprite: np.ndarray | None = None) -> dict[str, float]:
-    """PSNR between returns to an exact earlier view (by ``offsets``), split by how far back
-    the most recent visit was. Frames before ``first`` count as visits, not as returns."""
+    """PSNR between returns to an earlier true view (``camera`` [T], tiles) and that view's
+    most recent earlier frame, split by how far back it was. Frames before ``first`` count
+    as visits, not as returns."""
     sprite = any_sprite_colour(frames) if sprite is None else sprite
     last_seen: dict[int, int] = {}
     within, beyond = [], []
     for t in range(len(frames)):
-        o = int(offsets[t])
+        o = int(camera[t])
         if o in last_seen and t >= first:
             s = last_seen[o]
             keep = ~_dilate(sprite[t] | sprite[s])
@@ -150,40 +183,42 @@ def revisit_psnr(frames: np.ndarray, offsets: np.ndarray, window: int, first: in
 
 
 def frame_analysis(frames: np.ndarray, gt: WorldVideo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sprite-colour mask [T, H, W], best offsets [T], background PSNR [T]); each frame's
-    entries depend on that frame alone, so one analysis serves every prefix."""
+    """(sprite-colour mask [T, H, W], tile-fidelity PSNR [T], PSNR vs ground truth [T]);
+    each frame's entries depend on that frame alone, so one analysis serves every prefix."""
     frames = np.asarray(frames, np.float32)
     sprite = any_sprite_colour(frames)
-    offsets, bg_psnr = best_offsets(frames, gt.canvas, sprite)
-    return sprite, offsets, bg_psnr
+    gt_psnr = psnr(((frames - gt.frames[:len(frames)]) ** 2).mean(axis=(1, 2, 3)))
+    return sprite, tile_fidelity_psnr(frames, gt.tiles, sprite), gt_psnr
 
 
 def oracle_scores(frames: np.ndarray, gt: WorldVideo, start: int = 0, stop: int | None = None,
-                  window: int = 12, analysis: tuple | None = None) -> dict[str, float]:
+                  window: int = 16, analysis: tuple | None = None, prefix_frames: int = 0) -> dict[str, float]:
     """Every oracle metric on frames [start, stop); revisits look back over the whole prefix.
 
-    analysis: ``frame_analysis`` of these frames (or a longer run of them), if computed."""
+    analysis: ``frame_analysis`` of these frames (or a longer run of them), if computed;
+    prefix_frames: leading frames that were given (ground truth), not generated."""
     stop = len(frames) if stop is None else stop
     if stop > gt.frames.shape[0]:
         raise ValueError(f"frames up to {stop} requested but the ground truth has {gt.frames.shape[0]}")
     frames = np.asarray(frames[:stop], np.float32)
     part, gt_part = frames[start:], _slice(gt, start, stop)
-    sprite, offsets, bg_psnr = (x[:stop] for x in (analysis or frame_analysis(frames, gt)))
-    steps = np.abs(np.diff(offsets[start:]))
-    true_steps = np.abs(np.diff(gt.camera[start:stop])) * TILE
+    sprite, tile_psnr, gt_psnr = (x[:stop] for x in (analysis or frame_analysis(frames, gt)))
+    generated = gt_psnr[max(start, prefix_frames):]
     return {
+        "continuation_psnr": float(generated.mean()) if prefix_frames and len(generated) else float("nan"),
+        "psnr_gt": float(gt_psnr[start:].mean()),
         "palette_fidelity": float(palette_fidelity(part, gt_part, sprite[start:]).mean()),
         **sprite_scores(part, gt_part),
-        "background_psnr": float(bg_psnr[start:].mean()),
-        "pan_consistency": float((steps == true_steps).mean()) if len(part) > 1 else float("nan"),
-        "psnr_gt": float(psnr(((part - gt.frames[start:stop]) ** 2).mean(axis=(1, 2, 3))).mean()),
-        **revisit_psnr(frames, offsets, window, first=start, sprite=sprite),
+        "background_psnr": float(tile_psnr[start:].mean()),
+        "pan_consistency": pan_consistency(part, gt.camera_step[start:stop]),
+        **revisit_psnr(frames, gt.camera, window, first=start, sprite=sprite),
     }
 
 
 def _slice(gt: WorldVideo, start: int, stop: int) -> WorldVideo:
     return replace(gt, frames=gt.frames[start:stop], camera=gt.camera[start:stop], sprites=gt.sprites[start:stop],
-                   sprite_colours=gt.sprite_colours[start:stop], scenes=gt.scenes[start:stop])
+                   sprite_colours=gt.sprite_colours[start:stop], scenes=gt.scenes[start:stop],
+                   camera_step=gt.camera_step[start:stop])
 
 
 @dataclass
@@ -199,9 +234,11 @@ class OracleMetric(Metric):
 
     name = "oracle"
     version = VERSION
-    higher_is_better = {"spurious_colours": False, "*": True}
-    SERIES = ("palette_fidelity", "sprite_presence_ratio", "spurious_colours", "background_psnr",
-              "pan_consistency", "revisit_psnr_beyond")
+    higher_is_better = {"spurious_colours": False, "sprite_presence_error": False, "sprite_presence": None,
+                        "sprite_presence_gt": None, "sprite_presence_ratio": None, "revisits_within": None,
+                        "revisits_beyond": None, "*": True}
+    SERIES = ("continuation_psnr", "psnr_gt", "palette_fidelity", "sprite_presence_error", "spurious_colours",
+              "background_psnr", "pan_consistency", "revisit_psnr_beyond")
 
     def score(self, frames: torch.Tensor, meta: VideoMeta) -> MetricOutput:
         if meta.model != "toy" or meta.seed is None:
@@ -213,8 +250,9 @@ class OracleMetric(Metric):
             raise ValueError(f"the oracle needs {h} x {w} toy-world frames; got {video.shape[2]} x {video.shape[3]}")
         window = self.config.window if self.config else OracleConfig().window
         analysis = frame_analysis(video, gt)
-        scalars = oracle_scores(video, gt, 0, len(video), window=window, analysis=analysis)
-        per_segment = [(a, b, oracle_scores(video, gt, a, b, window=window, analysis=analysis))
+        kw = {"window": window, "analysis": analysis, "prefix_frames": meta.prefix_frames}
+        scalars = oracle_scores(video, gt, 0, len(video), **kw)
+        per_segment = [(a, b, oracle_scores(video, gt, a, b, **kw))
                        for a, b in segment_bounds(len(video), meta.fps, meta.segment_seconds)]
         series = {key: Series(np.array([a for a, _, _ in per_segment]), np.array([b for _, b, _ in per_segment]),
                               np.array([s[key] for _, _, s in per_segment]), meta.fps) for key in self.SERIES}

@@ -6,7 +6,9 @@ a missing weights file makes the metric *unavailable* (recorded with the reason 
 run's results), or, with ``strict: true``, fails the run at once with a one-line error.
 ``Suite.score`` turns one video (or a prefix of it) into long-form rows: one row per
 metric, encoder and segment (segment -1 = the whole video), plus a status row for each
-unavailable metric. Aggregation across videos is by video (see metrics/base.py).
+unavailable metric, each metric that does not apply to the video, and each result a
+metric left out on purpose (``omitted: <why>``). Aggregation across videos is by video
+(see metrics/base.py).
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from typing import Any
 import torch
 
 from bench.errors import ConfigError, require
-from metrics.base import METRICS, Metric, VideoMeta, long_rows
+from metrics.base import METRICS, SEGMENT_SECONDS, Metric, VideoMeta, long_rows, split_key
 
-METRIC_MODULES = ("oracle", "system", "drift", "clip", "vbench", "lpips")
+METRIC_MODULES = ("oracle", "system", "drift", "clip", "vbench", "lpips", "chunk_discontinuity")
 
 
 def register_metrics() -> None:
@@ -36,7 +38,7 @@ class MetricsConfig:
     params: dict[str, Any] = field(default_factory=dict)  # metric name -> its config fields
     weights_dir: str | None = None  # else $FORCEBENCH_WEIGHTS, else the shipped weights
     strict: bool = False  # a missing weights file fails the run before generation
-    segment_seconds: float = 5.0
+    segment_seconds: float = SEGMENT_SECONDS
 
     def __post_init__(self) -> None:
         register_metrics()
@@ -69,7 +71,7 @@ class Suite:
     metrics: list[Metric]
     unavailable: dict[str, str]  # metric name -> reason
     encoders: dict[str, dict]  # encoder name -> what was loaded (name, weights file)
-    segment_seconds: float = 5.0
+    segment_seconds: float = SEGMENT_SECONDS
 
     def score(self, frames: torch.Tensor, meta: VideoMeta) -> list[dict]:
         """frames [T, C, H, W] in [0, 1] -> long-form rows for every metric (see long_rows)."""
@@ -82,7 +84,10 @@ class Suite:
             except ValueError as err:  # a metric that does not apply to this video (e.g. oracle off the toy world)
                 rows.append(status_row(metric.name, metric.version, f"not applicable: {err}"))
                 continue
-            rows.extend({**r, "status": "ok"} for r in long_rows(metric.compute()[0], metric))
+            output = metric.compute()[0]
+            rows.extend({**r, "status": "ok"} for r in long_rows(output, metric))
+            rows.extend(status_row(metric.name, metric.version, f"omitted: {why}", key)
+                        for key, why in output.omitted.items())
         rows.extend(status_row(name, "", f"unavailable: {reason}") for name, reason in self.unavailable.items())
         return rows
 
@@ -90,8 +95,10 @@ class Suite:
         return {m.name: m.version for m in self.metrics}
 
 
-def status_row(family: str, version: str, status: str) -> dict:
-    return {"metric": family, "name": family, "encoder": "", "family": family, "higher_is_better": None,
+def status_row(family: str, version: str, status: str, key: str | None = None) -> dict:
+    """A row without a value that says why: for the whole family, or for one result ``key``."""
+    name, encoder = split_key(key or family)
+    return {"metric": key or family, "name": name, "encoder": encoder, "family": family, "higher_is_better": None,
             "version": version, "segment": -1, "start_s": float("nan"), "end_s": float("nan"),
             "value": float("nan"), "status": status}
 

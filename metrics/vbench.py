@@ -6,12 +6,17 @@ round(255 f), the uint8 quantisation.
 - ``subject_consistency[enc]`` (DINO, default dino-vitb16) and
   ``background_consistency[enc]`` (CLIP, default clip-vit-b32):
   s_i = 0.5 * (max(0, cos(phi_{i-1}, phi_i)) + max(0, cos(phi_0, phi_i))), mean over i >= 1.
+  The two differ only by encoder, so when both are asked for with the same encoder (the
+  toy set: toy-clip for both) only ``subject_consistency`` (and its clip-to-clip branch)
+  is reported; ``background_consistency`` is left out, with the reason in
+  ``MetricOutput.omitted`` (a row with status ``omitted: ...`` in metrics.csv).
 - ``temporal_flickering``: (255 - mean |q(f_i) - q(f_{i+1})|) / 255.
 - ``dynamic_degree[flow]``: frames subsampled to about ``flow_fps`` (every
   max(1, round(fps / flow_fps))-th frame, T' of them); per pair the mean of the top 5 % of
   flow magnitudes |F(p)| (series ``flow_magnitude[flow]``); 1 if at least
   max(1, round(4 T' / 16)) pairs exceed 6 * min(H, W) / 256, else 0. (VBench has no
-  max(1, .); without it a frozen two-frame clip would count as dynamic.)
+  max(1, .); without it a frozen two-frame clip would count as dynamic.) No direction:
+  more motion is not better (a cache that breaks into jumps scores 1), nor is less.
 - ``motion_smoothness[flow-interp-<flow>]``: each odd frame f_{2k+1} is rebuilt from its
   even neighbours a = f_{2k}, b = f_{2k+2} and the flow F = flow(a, b) by backward warping
   halfway, m(p) = 0.5 * (a(p - F(p)/2) + b(p + F(p)/2)) (bilinear, border padding); score
@@ -21,7 +26,8 @@ round(255 f), the uint8 quantisation.
   frames, / 10. The head is read from ``laion_aesthetic.safetensors`` (``weight`` [1, D],
   ``bias`` [1]) in $FORCEBENCH_WEIGHTS or the shipped weights dir, never downloaded.
 
-VBench-Long: the video is split into clips of ``clip_seconds`` (``segment_bounds``: a
+VBench-Long: the video is split into clips of ``clip_seconds`` (2 s, the default segment
+length of every per-segment series, ``SEGMENT_SECONDS``; ``segment_bounds``: a
 short tail joins the clip before it); each dimension is scored per clip (the series, one
 entry per clip) and the scalar is the mean over clips. ``clip_seconds = None`` scores the
 whole video as one clip (plain VBench). Subject and background consistency also score the
@@ -42,6 +48,7 @@ from torch import nn
 from bench.errors import require
 from metrics.base import (
     METRICS,
+    SEGMENT_SECONDS,
     Metric,
     MetricOutput,
     Series,
@@ -52,7 +59,7 @@ from metrics.base import (
 from metrics.clip import image_features, map_pairs, model_device
 from metrics.encoders import WEIGHTS_ENV, EncoderUnavailable, weights_dirs
 
-VERSION = "vbench-v1"
+VERSION = "vbench-v2"  # v2: dynamic_degree has no direction; one consistency key per encoder
 DIMENSIONS = ("subject_consistency", "background_consistency", "temporal_flickering",
               "dynamic_degree", "motion_smoothness", "aesthetic_quality")
 
@@ -134,7 +141,7 @@ class VBenchConfig:
     aesthetic_head: str = "laion-aesthetic"
     flow: str = "raft"  # or flow-blockmatch
     flow_fps: float = 8.0  # dynamic degree subsamples frames to about this rate
-    clip_seconds: float | None = 2.0  # VBench-Long clip length; None = the whole video
+    clip_seconds: float | None = SEGMENT_SECONDS  # VBench-Long clip length; None = the whole video
     batch: int = 32
 
     def __post_init__(self) -> None:
@@ -152,7 +159,7 @@ class VBench(Metric):
 
     name = "vbench"
     version = VERSION
-    higher_is_better = {"flow_magnitude": None, "*": True}
+    higher_is_better = {"flow_magnitude": None, "dynamic_degree": None, "*": True}
 
     @classmethod
     def needs(cls, config: VBenchConfig | None) -> tuple[str, ...]:
@@ -195,7 +202,11 @@ class VBench(Metric):
                 out.series[key] = Series(starts, ends, values, meta.fps)
 
         for dim in cfg.dimensions:
-            if dim in ("subject_consistency", "background_consistency"):
+            if dim == "background_consistency" and self._same_as_subject():
+                why = (f"same encoder ({cfg.background_encoder}) and formula as "
+                       f"{metric_key('subject_consistency', cfg.subject_encoder)}: the two would be one number")
+                out.omitted[metric_key(dim, cfg.background_encoder)] = why
+            elif dim in ("subject_consistency", "background_consistency"):
                 enc = cfg.subject_encoder if dim == "subject_consistency" else cfg.background_encoder
                 phi = features(enc)
                 put(metric_key(dim, enc), [(a, b, vbench_consistency(phi[a:b])) for a, b in clips if b - a >= 2])
@@ -217,6 +228,11 @@ class VBench(Metric):
                     per_frame = head(phi.to(device) if device else phi).reshape(-1).float().cpu() / 10
                 put(metric_key(dim, cfg.aesthetic_encoder), [(a, b, float(per_frame[a:b].mean())) for a, b in clips])
         return out
+
+    def _same_as_subject(self) -> bool:
+        """Would background_consistency repeat subject_consistency (both asked for, one encoder)?"""
+        cfg = self.config or VBenchConfig()
+        return "subject_consistency" in cfg.dimensions and cfg.background_encoder == cfg.subject_encoder
 
     def _dynamic_degree(self, frames: torch.Tensor, clips: list[tuple[int, int]], meta: VideoMeta, put) -> None:
         cfg = self.config or VBenchConfig()

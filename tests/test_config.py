@@ -28,8 +28,10 @@ def test_issue_example_overrides():
 
 
 @pytest.mark.parametrize("overrides, expected", [
-    (["method=foo"], "method='foo': no such method option; allowed: deep_forcing, full, head_forcing, infinity_rope, sink"),
-    (["method.name=foo"], "method.name='foo' is not a registered method; allowed: deep_forcing, full, head_forcing"),
+    (["method=foo"], "method='foo': no such method option; allowed: control_no_history, control_random_eviction, "
+                     "control_scrambled_positions, control_stale, deep_forcing, full, head_forcing, infinity_rope, sink"),
+    (["method.name=foo"], "method.name='foo' is not a registered method; allowed: control_no_history, "
+                          "control_random_eviction, control_scrambled_positions, control_stale, deep_forcing, full"),
     (["method=sliding_window", "method.budget_frames=-1"], "method.budget_frames=-1: allowed: >= 0"),
     (["method=sink", "method.sink_frames=13"],
      "method.sink_frames=13: the sink must fit the budget; allowed: <= method.budget_frames=12"),
@@ -68,10 +70,16 @@ def test_triton_attention_needs_cuda_or_the_interpreter(monkeypatch):
 def test_multirun_expands_and_validates_every_job():
     runs = check_command_line(["method=full,sink", "seed=0,1"], multirun=True)
     assert [(r.method.name, r.seed) for r in runs] == [("full", 0), ("full", 1), ("sink", 0), ("sink", 1)]
-    assert [r.method.name for r in check_command_line(["sweep=default"], multirun=True)] == [
-        "full", "sliding_window", "sink", "uniform", "deep_forcing", "infinity_rope", "two_tier", "head_forcing"]
+    controls = ["control_random_eviction", "control_scrambled_positions", "control_stale", "control_no_history"]
+    default = check_command_line(["sweep=default"], multirun=True)
+    assert [r.method.name for r in default] == [
+        "full", "sliding_window", "sink", "uniform", "deep_forcing", "infinity_rope", "two_tier", "head_forcing",
+        *controls]
+    # the bounded controls run at sliding_window's default budget: the same KV bytes
+    assert {r.method.budget_frames for r in default if r.method.name in controls[:3] + ["sliding_window"]} == {12}
     equal = check_command_line(["sweep=equal_budget"], multirun=True)
-    assert len(equal) == 7 and {r.method.budget_frames for r in equal} == {16}
+    assert len(equal) == 11 and {r.method.budget_frames for r in equal} == {16}
+    assert [r.method.name for r in equal][-4:] == controls
     # a bad value in any one job of the sweep fails the whole sweep up front
     assert "durations: 1200 frames" in error_of(["method=sink,full", "durations=[300]"], multirun=True)
 
@@ -82,7 +90,7 @@ def test_repacked_sink_fits_long_durations():
 
 
 @pytest.mark.parametrize("preset, jobs, prompt_set, prompts", [
-    ("default", 8, "toy", 4), ("equal_budget", 7, "toy", 16), ("ablations", 6, "toy", 16),
+    ("default", 12, "toy", 4), ("equal_budget", 11, "toy", 16), ("ablations", 6, "toy", 16),
     ("multi_prompt", 8, "toy_multi", 8)])
 def test_sweep_presets_compose_every_job(preset, jobs, prompt_set, prompts):
     runs = check_command_line([f"sweep={preset}"], multirun=True)

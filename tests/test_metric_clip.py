@@ -68,15 +68,16 @@ def test_shuffled_video_is_less_consistent(world, toy_clip):
 
 
 def test_known_cosines_and_uneven_segments():
-    """30 frames at 4 fps: segments [0, 20) and [20, 30); red until frame 25, then blue."""
+    """30 frames at 4 fps: 2 s segments [0, 8), [8, 16), [16, 24) and the 6-frame tail
+    [24, 30) (at least half a segment: its own); red until frame 25, then blue."""
     frames = solid(["red"] * 25 + ["blue"] * 5)
     out = colour_metric().score(frames, VideoMeta(FPS, [(0.0, "red")]))
     first = out.series["clip_first_frame[colour]"]
-    assert first.starts.tolist() == [0, 20] and first.ends.tolist() == [20, 30]
-    assert first.values == pytest.approx([1.0, 0.5])  # frames 1..19 red; 20..29 half blue
+    assert first.starts.tolist() == [0, 8, 16, 24] and first.ends.tolist() == [8, 16, 24, 30]
+    assert first.values == pytest.approx([1.0, 1.0, 1.0, 1 / 6])  # frames 24..29: one red, five blue
     assert out.scalars["clip_first_frame[colour]"] == pytest.approx(24 / 29)
     assert out.scalars["clip_prev_frame[colour]"] == pytest.approx(28 / 29)  # one red -> blue cut
-    assert out.series["clip_text[colour]"].values == pytest.approx([100.0, 50.0])  # blue scores 0 vs "red"
+    assert out.series["clip_text[colour]"].values == pytest.approx([100.0, 100.0, 100.0, 100 / 6])  # blue: 0
 
 
 def test_multi_prompt_scores_active_and_previous_prompt():
@@ -125,6 +126,6 @@ def test_text_needs_a_text_tower_and_rows_carry_the_version():
     metric = colour_metric()
     metric.update(solid(["red"] * 8), VideoMeta(FPS, [(0.0, "red")]))
     rows = long_rows(metric.compute()[0], metric)
-    assert {r["version"] for r in rows} == {"clip-v1"} and {r["encoder"] for r in rows} == {"colour"}
+    assert {r["version"] for r in rows} == {"clip-v2"} and {r["encoder"] for r in rows} == {"colour"}
     metric.reset()
     assert metric.compute() == []

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from bench.errors import ConfigError
 from metrics.base import Series, VideoMeta, frame_series, long_rows
-from metrics.drift import DriftConfig, DriftMetric, drift_of, least_squares_slope
+from metrics.drift import QUALITY, DriftConfig, DriftMetric, drift_of, least_squares_slope
 from metrics.encoders import load_encoder
 
 FPS = 4.0
@@ -38,7 +38,7 @@ def test_least_squares_slope():
 
 
 def test_static_video_has_no_drift():
-    frames = grey([0.4] * 40)  # two 5 s segments at 4 fps
+    frames = grey([0.4] * 40)  # five 2 s segments at 4 fps
     cfg = DriftConfig(encoder="toy-clip")
     out = DriftMetric(cfg, {"toy-clip": load_encoder("toy-clip")}).score(frames, VideoMeta(FPS, [(0.0, PROMPT)]))
     for series in ("toy-clip-text", "toy-clip-first", "brightness", "contrast", "saturation"):
@@ -50,16 +50,17 @@ def test_static_video_has_no_drift():
 
 
 def test_linear_fade_drift_and_slope():
-    """Brightness 0.2 + 0.01 t over 50 frames: segments [0,20), [20,40), [40,50)."""
+    """Brightness 0.2 + 0.01 t over 50 frames: 2 s segments of 8 frames, the 2-frame tail
+    (shorter than half a segment) joins [40, 48)."""
     frames = grey(0.2 + 0.01 * np.arange(50))
     out = DriftMetric(DriftConfig(series=["brightness", "contrast"], lags=[])).score(frames, VideoMeta(FPS))
-    first, last = 0.2 + 0.01 * 9.5, 0.2 + 0.01 * 44.5  # segment means
+    first, last = 0.2 + 0.01 * 3.5, 0.2 + 0.01 * 44.5  # segment means of frames 0..7 and 40..49
     assert out.scalars["drift[brightness]"] == pytest.approx(first - last)
     assert out.scalars["abs_drift[brightness]"] == pytest.approx(last - first)
     assert out.scalars["drift_slope[brightness]"] == pytest.approx(0.01 * FPS)  # per second
     curve = out.series["drift_curve[brightness]"]
-    assert curve.starts.tolist() == [0, 20, 40] and curve.ends.tolist() == [20, 40, 50]
-    assert curve.values == pytest.approx([0.295, 0.495, 0.645])
+    assert curve.starts.tolist() == [0, 8, 16, 24, 32, 40] and curve.ends.tolist() == [8, 16, 24, 32, 40, 50]
+    assert curve.values == pytest.approx([0.235, 0.315, 0.395, 0.475, 0.555, 0.645])
     assert out.scalars["drift[contrast]"] == pytest.approx(0, abs=1e-6)  # uniform frames
 
 
@@ -76,15 +77,16 @@ def test_drift_of_a_segment_series_and_offset_frames():
     d = drift_of(coarse)
     assert d.curve is coarse and d.delta == pytest.approx(2.0)
     assert d.slope == pytest.approx(-1 / 5)  # centres at 2.5, 7.5, 12.5 s
-    d = drift_of(frame_series(np.arange(1.0, 40.0), 1, FPS))  # values for frames 1..39
-    assert d.curve.starts.tolist() == [0, 20] and d.curve.values == pytest.approx([10.0, 29.5])
+    d = drift_of(frame_series(np.arange(1.0, 40.0), 1, FPS))  # values for frames 1..39, 2 s segments
+    assert d.curve.starts.tolist() == [0, 8, 16, 24, 32]
+    assert d.curve.values == pytest.approx([4.0, 11.5, 19.5, 27.5, 35.5])  # frames 1..7, 8..15, ...
 
 
 def test_lag_curve_known_features_and_short_video():
     """Feature angle 0.1 t: cos(phi_t, phi_{t-L}) = cos(0.1 L); lags >= 12 frames are left out."""
     frames = grey(np.arange(12) / 100)
     cfg = DriftConfig(encoder="angle", series=["first_frame"])
-    out = DriftMetric(cfg, {"angle": AngleEncoder()}).score(frames, VideoMeta(FPS))
+    out = DriftMetric(cfg, {"angle": AngleEncoder()}).score(frames, VideoMeta(FPS, segment_seconds=5.0))
     lags = sorted(k for k in out.scalars if k.startswith("lag_similarity"))
     assert lags == ["lag_similarity_10[angle]", "lag_similarity_2[angle]", "lag_similarity_5[angle]"]
     for lag in (2, 5, 10):
@@ -104,7 +106,23 @@ def test_config_needs_and_rows():
     metric = DriftMetric(DriftConfig(series=["brightness"], lags=[]))
     metric.update(grey(0.1 + 0.01 * np.arange(40)), VideoMeta(FPS))
     rows = long_rows(metric.compute()[0], metric)
-    assert rows and {r["version"] for r in rows} == {"drift-v1"}
-    by_name = {r["name"]: r for r in rows}
-    assert by_name["drift"]["encoder"] == "brightness" and not by_name["drift"]["higher_is_better"]
-    assert by_name["drift_slope"]["higher_is_better"] is None  # no direction: brightness may rise or fall
+    assert rows and {r["version"] for r in rows} == {"drift-v2"}
+    direction = {r["name"]: r["higher_is_better"] for r in rows if r["encoder"] == "brightness"}
+    # brightness is no quality series: it may rise or fall, but a stable one is better
+    assert direction == {"drift": None, "abs_drift": False, "drift_slope": None, "drift_curve": None}
+
+
+@pytest.mark.parametrize("series, key", [("text", "drift_enc-text"), ("first_frame", "drift_enc-first"),
+                                         ("brightness", "brightness"), ("contrast", "contrast"),
+                                         ("saturation", "saturation")])
+def test_every_drift_key_takes_its_direction_from_the_series_flag(series, key):
+    """Quality series: drift lower, abs_drift lower, slope and curve higher; others: only abs_drift (lower)."""
+    metric = DriftMetric(DriftConfig(encoder="drift_enc"), {"drift_enc": AngleEncoder()})
+    quality = QUALITY[series]
+    assert quality == (series in ("text", "first_frame"))
+    expected = {"drift": False if quality else None, "abs_drift": False,
+                "drift_slope": True if quality else None, "drift_curve": True if quality else None}
+    assert {stat: metric.is_higher_better(f"{stat}[{key}]") for stat in expected} == expected
+    assert metric.is_higher_better("lag_similarity_5[drift_enc]") is True
+    with pytest.raises(ValueError, match="no drift series 'sharpness'"):
+        metric.is_higher_better("drift[sharpness]")

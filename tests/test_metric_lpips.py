@@ -33,19 +33,20 @@ def test_static_video_has_zero_distance():
 
 
 def test_linear_fade_per_segment_and_overall():
-    """Grey 0.01 t over 30 frames: segments [0, 20) and [20, 30); d(f_0, f_i) = 0.01 i."""
+    """Grey 0.01 t over 30 frames: 2 s segments [0, 8), [8, 16), [16, 24) and the 6-frame
+    tail [24, 30) (at least half a segment: a segment of its own); d(f_0, f_i) = 0.01 i."""
     out = metric(batch=7).score(grey(0.01 * np.arange(30)), VideoMeta(FPS))
     assert out.scalars["lpips_prev[meanabs]"] == pytest.approx(0.01)
     assert out.scalars["lpips_first[meanabs]"] == pytest.approx(0.01 * 15)  # mean of i = 1..29
     first = out.series["lpips_first[meanabs]"]
-    assert first.starts.tolist() == [0, 20] and first.ends.tolist() == [20, 30]
-    assert first.values == pytest.approx([0.01 * 10, 0.01 * 24.5])  # i = 1..19, i = 20..29
-    assert out.series["lpips_prev[meanabs]"].values == pytest.approx([0.01, 0.01])
+    assert first.starts.tolist() == [0, 8, 16, 24] and first.ends.tolist() == [8, 16, 24, 30]
+    assert first.values == pytest.approx([0.01 * 4, 0.01 * 11.5, 0.01 * 19.5, 0.01 * 26.5])  # i = 1..7, 8..15, ...
+    assert out.series["lpips_prev[meanabs]"].values == pytest.approx([0.01] * 4)
 
 
 def test_uneven_duration_and_single_frame():
-    out = metric().score(grey(np.linspace(0, 1, 25)), VideoMeta(FPS))  # 5-frame tail joins [0, 20)
-    assert out.series["lpips_prev[meanabs]"].ends.tolist() == [25]
+    out = metric().score(grey(np.linspace(0, 1, 25)), VideoMeta(FPS))  # the 1-frame tail joins [16, 24)
+    assert out.series["lpips_prev[meanabs]"].ends.tolist() == [8, 16, 25]
     assert metric().score(grey([0.5]), VideoMeta(FPS)).scalars == {}
 
 

@@ -22,11 +22,11 @@ PROMPT = "forest blocks, red ring sliding, camera pans right"
 
 
 def test_bad_metric_names_and_parameters_are_one_line_errors():
-    with pytest.raises(ConfigError, match=r"metrics.enabled='fvd'.*allowed: clip, drift"):
+    with pytest.raises(ConfigError, match=r"metrics.enabled='fvd'.*allowed: chunk_discontinuity, clip, drift"):
         MetricsConfig(enabled=["fvd"])
     with pytest.raises(ConfigError, match=r"metrics.params.clip.*\['encodr'\].*allowed keys: encoder"):
         MetricsConfig(enabled=["clip"], params={"clip": {"encodr": "toy-clip"}})
-    with pytest.raises(ConfigError, match=r"metrics.params='clipp': allowed: clip, drift"):
+    with pytest.raises(ConfigError, match=r"metrics.params='clipp': allowed: chunk_discontinuity, clip, drift"):
         MetricsConfig(enabled=["system"], params={"clipp": {"encoder": "toy-clip"}})
 
 
@@ -51,8 +51,9 @@ def test_oracle_metric_scores_the_ground_truth_perfectly_per_segment():
     out = metric.compute()[0]
     assert out.scalars["palette_fidelity"] == 1.0 and out.scalars["pan_consistency"] == 1.0
     series = out.series["background_psnr"]
-    assert series.starts.tolist() == [0, 20] and series.ends.tolist() == [20, 49]  # a 9-frame tail joins
-    np.testing.assert_array_equal(series.values, [60.0, 60.0])
+    # 2 s segments of 8 frames; the 1-frame tail joins the last one
+    assert series.starts.tolist() == [0, 8, 16, 24, 32, 40] and series.ends.tolist() == [8, 16, 24, 32, 40, 49]
+    np.testing.assert_array_equal(series.values, [60.0] * 6)
     with pytest.raises(ValueError, match="toy-world video"):
         metric.score(torch.from_numpy(gt.frames), VideoMeta(fps=4, model="wan"))
 
@@ -65,16 +66,21 @@ def test_a_run_writes_long_form_metrics_per_duration(tmp_path):
     rows = pd.read_csv(run_dir / "metrics.csv")
     assert set(rows.seconds) == {1.0, 3.0} and set(rows.run) == {run_dir.name}
     ok = rows[rows.status == "ok"]
-    assert {"system", "clip", "drift", "vbench"} <= set(ok.family)
+    assert {"system", "clip", "drift", "vbench", "chunk_discontinuity"} <= set(ok.family)
     status = rows[rows.status != "ok"].drop_duplicates("family").set_index("family").status
     assert status["lpips"].startswith("unavailable: ")  # no LPIPS trunk ships
     assert status["oracle"].startswith("not applicable: ") and "32 x 32" in status["oracle"]  # tiny 16 px frames
     assert {"clip_first_frame[toy-clip]", "subject_consistency[toy-clip]", "temporal_flickering"} <= set(ok.metric)
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["metrics_version"]["vbench"] == "vbench-v1" and "lpips" in summary["metrics_unavailable"]
+    assert summary["metrics_version"]["vbench"] == "vbench-v2" and "lpips" in summary["metrics_unavailable"]
+    # toy-clip would score background consistency exactly as subject consistency: one key, and why
+    omitted = rows[rows.status.str.startswith("omitted: ")]
+    assert set(omitted.metric) == {"background_consistency[toy-clip]"} and set(omitted.seconds) == {1.0, 3.0}
+    assert "background_consistency[toy-clip]" not in set(ok.metric)
     last = summary["durations"][-1]["metrics"]
     whole = ok[(ok.seconds == 3.0) & (ok.segment == -1)].set_index("metric").value
     assert last["temporal_flickering"] == pytest.approx(whole["temporal_flickering"])
+    assert last["chunk_discontinuity"] == pytest.approx(whole["chunk_discontinuity"]) and last["chunk_discontinuity"] >= 0
     assert 0 <= last["clip_first_frame[toy-clip]"] <= 1
 
 

@@ -95,8 +95,7 @@ def test_static_video(world, toy_clip):
     metric = vbench(dims, {"toy-clip": toy_clip, "shift": ShiftFlow()}, subject_encoder="toy-clip",
                     background_encoder="toy-clip", flow="shift")
     out = metric.score(world[:1].expand(20, -1, -1, -1), VideoMeta(FPS))
-    for key in ("subject_consistency[toy-clip]", "background_consistency[toy-clip]",
-                "subject_consistency_clip2clip[toy-clip]", "background_consistency_clip2clip[toy-clip]"):
+    for key in ("subject_consistency[toy-clip]", "subject_consistency_clip2clip[toy-clip]"):
         assert out.scalars[key] == pytest.approx(1.0, abs=1e-5)
     assert out.scalars["temporal_flickering"] == 1.0
     assert out.scalars["motion_smoothness[flow-interp-shift]"] == 1.0
@@ -223,5 +222,31 @@ def test_needs_config_and_rows():
     metric = vbench(["temporal_flickering", "dynamic_degree"], {"const": ConstantFlow(1.0)}, flow="const")
     metric.update(solid([0.5] * 12), VideoMeta(FPS))
     rows = long_rows(metric.compute()[0], metric)
-    assert {r["version"] for r in rows} == {"vbench-v1"}
+    assert {r["version"] for r in rows} == {"vbench-v2"}
     assert {r["metric"] for r in rows} == {"temporal_flickering", "dynamic_degree[const]", "flow_magnitude[const]"}
+
+
+def test_background_consistency_is_omitted_when_it_would_repeat_subject_consistency():
+    """Red for 6 frames then green for 6: one encoder for both -> one key and the reason;
+    two encoders -> both keys, each with its own value."""
+    frames = solid([[1.0, 0, 0]] * 6 + [[0, 1.0, 0]] * 6)
+    dims = ["subject_consistency", "background_consistency"]
+    one = vbench(dims, {"colour": ColourEncoder()}, subject_encoder="colour", background_encoder="colour")
+    out = one.score(frames, VideoMeta(FPS))
+    assert sorted(out.scalars) == ["subject_consistency[colour]", "subject_consistency_clip2clip[colour]"]
+    assert list(out.omitted) == ["background_consistency[colour]"]
+    assert "same encoder (colour)" in out.omitted["background_consistency[colour]"]
+    alone = vbench(["background_consistency"], {"colour": ColourEncoder()}, background_encoder="colour")
+    alone = alone.score(frames, VideoMeta(FPS)).scalars  # kept when asked for alone: the very same number
+    assert alone["background_consistency[colour]"] == out.scalars["subject_consistency[colour]"] < 1
+
+    class GreyEncoder:  # sees only brightness, so red and green (equal brightness) look alike
+        def encode_image(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.ones(len(x), 1)
+
+    two = vbench(dims, {"colour": ColourEncoder(), "grey": GreyEncoder()}, subject_encoder="colour",
+                 background_encoder="grey", clip_seconds=None)
+    out = two.score(frames, VideoMeta(FPS))
+    assert out.omitted == {}
+    assert out.scalars["subject_consistency[colour]"] == pytest.approx((5 + 0 + 5 * 0.5) / 11)  # the cut at 6
+    assert out.scalars["background_consistency[grey]"] == pytest.approx(1.0)

@@ -172,3 +172,37 @@ def test_a_killed_sweep_relaunched_completes_every_run_exactly_once(tmp_path):
     for name, content in finished.items():  # skipped on re-launch: neither rerun nor changed
         assert (out / name / "summary.json").read_bytes() == content
         assert (out / name / "summary.json").stat().st_mtime_ns == mtimes[name]
+
+
+WORLD_SIZED = ["model.checkpoint=null", "model.dim=24", "model.layers=1", "model.heads=2", "durations=[6]",
+               "steps=1", "prompts=toy_smoke", "prompts.select=[forest_blocks]", "progress=false",
+               "metrics.enabled=[oracle]"]
+
+
+def test_a_toy_world_run_starts_after_a_ground_truth_prefix(tmp_path):
+    from bench.world import simulate
+
+    (run,) = check_command_line([*WORLD_SIZED, "method=sliding_window", f"out_dir={tmp_path}"], multirun=False)
+    assert run.prefix() == 18  # the trained horizon (21) minus one chunk
+    (run_dir,) = execute(run)
+    frames = np.load(run_dir / "frames.npy")
+    truth = simulate([(0, run.prompts.selected()[0].text)], 24, seed=0).frames
+    expected = np.round(truth[:18].transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+    assert np.abs(frames[:18].astype(int) - expected.astype(int)).max() <= 1  # the prefix is the ground truth
+    summary = json.loads((run_dir / "summary.json").read_text())
+    scores = summary["durations"][0]["metrics"]
+    assert scores["continuation_psnr"] < scores["psnr_gt"]  # random weights: the 6 generated frames are worse
+    assert json.loads((run_dir / "meta.json").read_text())["key"]["prefix_frames"] == 18
+
+
+def test_prefix_is_checked_before_any_work(tmp_path, capsys):
+    from bench.cli import main
+
+    for extra, message in [
+        (["prefix_frames=4"], "prefix_frames=4: allowed: a multiple of 3 up to 18"),
+        (["prefix_frames=24"], "prefix_frames=24: allowed: a multiple of 3 up to 18"),
+        (["prefix_frames=3", "model.frame_size=16", "model.patch=4"], "needs the toy backbone at the toy world's frame"),
+    ]:
+        assert main(["run", *WORLD_SIZED, *extra, f"out_dir={tmp_path / 'x'}"]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -9,12 +9,14 @@ from bench.errors import ConfigError
 from bench.models.toy import tokenize
 from bench.prompt_sets import load_prompt_set
 from bench.world import (
-    CANVAS_TILES,
+    CANVAS_WIDTHS,
     HELDOUT_PAIRS,
+    PALETTES,
     SHAPE_MASKS,
     SPRITE_COLOURS,
     TILE,
     VIEW_TILES,
+    layout,
     parse_prompt,
     random_scene,
     simulate,
@@ -36,35 +38,59 @@ def test_same_prompt_and_seed_same_video():
 
 def test_ground_truth_matches_pixels():
     video = simulate([(0, PROMPT)], 120, seed=2)
-    rows, cols = CANVAS_TILES
+    rows, width = 4, CANVAS_WIDTHS["dots"]
+    assert video.width == width and video.canvas.shape == (3, 32, 8 * width)
+    wrapped = np.concatenate([video.canvas, video.canvas], axis=2)
     for t in range(120):
         cam = video.camera[t]
-        assert 0 <= cam <= cols - VIEW_TILES
-        view = video.canvas[:, :, cam * TILE:(cam + VIEW_TILES) * TILE].copy()
+        assert 0 <= cam < width
+        view = wrapped[:, :, cam * TILE:(cam + VIEW_TILES) * TILE].copy()
         for (x, y, visible), colour, shape in zip(video.sprites[t], video.sprite_colours[t], video.sprite_shapes):
-            assert visible == (cam <= x < cam + VIEW_TILES) and 0 <= y < rows
+            col = (x - cam) % width
+            assert visible == (col < VIEW_TILES) and 0 <= y < rows
             if visible:
-                tile = view[:, y * TILE:(y + 1) * TILE, (x - cam) * TILE:(x - cam + 1) * TILE]
+                tile = view[:, y * TILE:(y + 1) * TILE, col * TILE:(col + 1) * TILE]
                 tile[:, SHAPE_MASKS[shape]] = np.array(SPRITE_COLOURS[colour])[:, None]
         np.testing.assert_array_equal(view, video.frames[t])
 
 
-def test_camera_pans_one_tile_a_frame_and_comes_back():
+def test_camera_wraps_around_and_the_view_returns_after_the_canvas_width():
     video = simulate([(0, PROMPT)], 240, seed=0)
-    steps = np.diff(video.camera)
-    assert set(np.abs(steps).tolist()) == {1}
-    assert steps[0] == -1  # "pans left"
-    returns = [t for t in range(1, 240) if video.camera[t] in video.camera[:t]]
-    assert returns  # regions are revisited
+    W = video.width
+    assert ((video.camera[1:] - video.camera[:-1]) % W == W - 1).all()  # "pans left", one tile a frame
+    assert (video.camera_step[1:] == -1).all() and video.camera_step[0] == 0
+    np.testing.assert_array_equal(video.camera[W:], video.camera[:-W])
+    # the background repeats exactly at lag W (sprites aside)
+    sprite_free = ~np.any([np.all(video.frames == np.array(c, np.float32)[:, None, None], axis=1)
+                           for c in SPRITE_COLOURS.values()], axis=0)
+    both = sprite_free[W:] & sprite_free[:-W]
+    assert np.abs(video.frames[W:] - video.frames[:-W]).max(axis=1)[both].max() == 0
     still = simulate([(0, PROMPT.replace("pans left", "still"))], 30, seed=0)
-    assert (np.diff(still.camera) == 0).all()
+    assert (np.diff(still.camera) == 0).all() and (still.camera_step == 0).all()
+
+
+@pytest.mark.parametrize("pattern, width", sorted(CANVAS_WIDTHS.items()))
+def test_layout_is_drawn_per_seed_and_every_shift_changes_the_view(pattern, width):
+    a, b = layout(pattern, 0), layout(pattern, 1)
+    assert a.shape == (4, width) and not np.array_equal(a, b)
+    assert set(np.unique(a)) <= {0, 1, 2, 3}
+    assert (a[:, 1:] != a[:, :-1]).all()  # horizontal neighbours differ
+
+
+def test_palette_colours_are_far_apart_and_far_from_sprite_colours():
+    sprites = np.array(list(SPRITE_COLOURS.values()))
+    for name, colours in PALETTES.items():
+        c = np.array(colours)
+        pair = np.abs(c[:, None] - c[None]).max(-1) + np.eye(len(c))
+        assert pair.min() >= 0.25, name
+        assert np.abs(c[:, None] - sprites[None]).max(-1).min() >= 0.25, name
 
 
 def test_schedule_switch_keeps_the_scene():
     switch = PROMPT.replace("red cross", "yellow cross").replace("pans left", "still")
     video = simulate([(0, PROMPT), (12, switch)], 24, seed=1)
     assert video.sprite_colours[11][0] == "red" and video.sprite_colours[12][0] == "yellow"
-    assert (np.diff(video.camera[12:]) == 0).all() and (np.abs(np.diff(video.camera[:12])) == 1).all()
+    assert (video.camera_step[13:] == 0).all() and (video.camera_step[1:13] == -1).all()
     with pytest.raises(ConfigError, match="changes the scene"):
         simulate([(0, PROMPT), (12, PROMPT.replace("desert", "ocean"))], 24, seed=1)
 

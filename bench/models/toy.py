@@ -50,7 +50,7 @@ class ToyConfig(ModelConfig):
     fps: float = 4.0
     text_vocab: int = 1024
     text_len: int = 16
-    rope_theta: float = 10000.0
+    rope_theta: float = 100.0  # 4 temporal frequencies spread over lags 1..20 (10000 leaves 3 nearly flat)
     rope_max_positions: int = 1024
     shift: float = 1.0
     prediction: str = "x0"  # what the network outputs: x0 (clean frames) or velocity
