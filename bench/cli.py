@@ -111,7 +111,7 @@ def cmd_bench_kernels(argv: list[str]) -> int:
 
 
 COMMANDS = {"run": cmd_run, "table": cmd_table, "train": cmd_train, "evaluate-toy": cmd_evaluate_toy,
-            "profile": cmd_profile, "leaderboard": cmd_leaderboard,
+            "profile": cmd_profile, "leaderboard": cmd_leaderboard, "validate": cmd_validate,
             "regress": cmd_regress, "bench-kernels": cmd_bench_kernels}
 
 

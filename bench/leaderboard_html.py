@@ -1,11 +1,10 @@
-"""Leaderboard rendering: wide tables (methods x metrics) as Markdown and as one
-self-contained HTML page (inline CSS, plots as base64 data URIs), and a PNG screenshot of
-that page through headless chromium.
+"""Leaderboard as one self-contained HTML page (inline CSS, plots as base64 data URIs), and
+a PNG screenshot of that page through headless chromium.
 
-A table cell reads ``mean [lo, hi]``: the mean over videos of one whole-prefix value per
-video, and the 95 % percentile bootstrap interval of that mean. A paired cell reads
-``+diff [lo, hi] (n=pairs)``: the mean of per-video differences method - baseline on
-videos matched by (prompt, seed, seconds), and its bootstrap interval.
+The page opens with the validity check of the negative controls (a control that is not
+beaten in red), then the primary score at the longest duration (methods ranked, controls in
+their own band) and its plot over duration, then the tables per duration, longest first
+(methods, then the band of controls in the same table), then the other plots.
 """
 
 from __future__ import annotations
@@ -17,15 +16,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench.errors import ConfigError
-from bench.leaderboard import Runs, label_of
-from bench.leaderboard_plots import Plot
+from bench.leaderboard_cells import Layout, column_name, primary_table, wide
+from bench.leaderboard_plots import PRIMARY_PLOT, Plot
+from bench.validity import rows as validity_rows
+from bench.validity import verdict
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-ARROWS = {True: " ↑", False: " ↓"}
 CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 24px 32px; color: #222; }
 h1 { font-size: 24px; margin-bottom: 4px; } h2 { margin-top: 32px; border-bottom: 1px solid #ddd; }
@@ -38,106 +37,16 @@ th { background: #f4f4f4; } tbody th { text-align: left; }
 thead th { white-space: normal; overflow-wrap: break-word; max-width: 110px; font-size: 12px; }
 span.ci { color: #666; font-size: 11px; }
 td.best { background: #e3f4e1; font-weight: 600; }
+tbody.controls tr.band th { background: #e8e8e8; color: #555; font-style: italic; text-align: left; }
+tbody.controls th, tbody.controls td { color: #666; }
+tr.not-beaten th, tr.not-beaten td, tr.fail th, tr.fail td { background: #fde2e2; color: #b00000; }
+p.verdict { font-weight: 600; font-size: 15px; } p.verdict.pass { color: #1a7f37; } p.verdict.fail { color: #b00000; }
 figure { display: inline-block; margin: 8px 16px 16px 0; vertical-align: top; }
 figure img { max-width: 1300px; border: 1px solid #eee; }
 figcaption { max-width: 900px; color: #555; font-size: 13px; }
 footer { margin-top: 32px; color: #666; font-size: 12px; }
 """
-
-
-def decimals(values) -> int:
-    """Decimals giving about 4 significant digits to the largest finite magnitude of a column."""
-    v = np.abs(np.asarray([x for x in values if x is not None and np.isfinite(x)], float))
-    if not len(v) or v.max() == 0:
-        return 0
-    return int(np.clip(3 - np.floor(np.log10(v.max())), 0, 8))
-
-
-def fmt(x: float, digits: int, signed: bool = False) -> str:
-    """``x`` with ``digits`` decimals (thousands separators); "-" when undefined."""
-    if x is None or not np.isfinite(x):
-        return "-"
-    x = 0.0 if round(x, digits) == 0 else x  # no "-0.000" from rounding noise
-    return f"{x:{'+' if signed else ''},.{digits}f}"
-
-
-def column_name(board: pd.DataFrame, key: str) -> str:
-    directions = board.loc[board.metric == key, "higher_is_better"].dropna()
-    return label_of(key) + (ARROWS.get(directions.iloc[0], "") if len(directions) else "")
-
-
-def wide(board: pd.DataFrame, seconds: float, metrics: list[str], paired: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rows = methods, columns = metric labels with direction arrows; returns the cell texts
-    and a same-shaped boolean frame of best marks (all False for paired tables). The
-    plain table ends with the column ``videos`` (most videos of a method at this duration); a
-    cell based on fewer videos (a metric undefined for some) says its own ``(n=k)``."""
-    part = board[(board.seconds == seconds) & board.metric.isin(metrics)]
-    if paired:
-        part = part[part.method != part.baseline]
-    methods = sorted(part.method.unique())
-    most = part.groupby("method")["videos"].max().reindex(methods).fillna(0).astype(int)
-    cells, best = {}, {}
-    for key in metrics:
-        sub = part[part.metric == key].set_index("method").reindex(methods)
-        name = column_name(board, key)
-        videos = sub.videos.fillna(0).astype(int)
-        if paired:
-            d = decimals([*sub.diff_mean, *sub.diff_low, *sub.diff_high])
-            cells[name] = [f"{fmt(m, d, True)} [{fmt(lo, d, True)}, {fmt(hi, d, True)}] (n={int(n)})" if n > 0 else "-"
-                           for m, lo, hi, n in zip(sub.diff_mean, sub.diff_low, sub.diff_high, sub.pairs.fillna(0))]
-        else:
-            d = decimals([*sub["mean"], *sub.ci_low, *sub.ci_high])
-            cells[name] = [(f"{fmt(m, d)} [{fmt(lo, d)}, {fmt(hi, d)}]" + (f" (n={n})" if n < most.iloc[i] else ""))
-                           if n > 0 else "-"
-                           for i, (m, lo, hi, n) in enumerate(zip(sub["mean"], sub.ci_low, sub.ci_high, videos))]
-        best[name] = [False] * len(methods) if paired else sub.best.fillna(False).astype(bool).tolist()
-    table = pd.DataFrame(cells, index=pd.Index(methods, name="method"))
-    marks = pd.DataFrame(best, index=table.index)
-    if not paired:
-        table["videos"] = most.astype(str)
-        marks["videos"] = False
-    return table, marks
-
-
-def interval_note(runs: Runs, resamples: int, seed: int) -> str:
-    """What a cell's numbers are: mean over n videos, percentile bootstrap, B resamples."""
-    n = runs.videos.drop_duplicates(["method", "seconds", "prompt", "seed"]).groupby(["method", "seconds"]).size()
-    span = f"{n.min()}" if n.min() == n.max() else f"{n.min()} to {n.max()}"
-    return (f"Cells: mean over videos (prompt x seed; one whole-prefix value per video, never frame-weighted) "
-            f"[95 % percentile bootstrap interval over videos: n = {span} videos per method and duration, "
-            f"B = {resamples} resamples, seed {seed}]. Fewer videos where a metric is undefined for some. "
-            f"Marked: best of its column by the metric's direction (↑ higher is better, ↓ lower is better; "
-            f"no arrow: no direction, no mark). Paired: mean of per-video differences method - baseline on videos "
-            f"matched by (prompt, seed, seconds) [percentile bootstrap 95 % interval over the n pairs, "
-            f"B = {resamples}].")
-
-
-def md_table(table: pd.DataFrame, marks: pd.DataFrame) -> str:
-    head = ["method", *table.columns]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for method in table.index:
-        cells = [f"**{v}**" if marks.loc[method, c] else v for c, v in table.loc[method].items()]
-        lines.append("| " + " | ".join([method, *cells]) + " |")
-    return "\n".join(lines)
-
-
-def durations(board: pd.DataFrame) -> list[float]:
-    return sorted(float(s) for s in board.seconds.unique())
-
-
-def to_markdown(runs: Runs, board: pd.DataFrame, metrics: list[str], baseline: str | None, note: str,
-                plots: dict[str, Plot]) -> str:
-    """leaderboard.md: per duration the table and the paired table, then links to the plots."""
-    lines = ["# Leaderboard", "", runs.describe(), "", note, ""]
-    for seconds in durations(board):
-        lines += [f"## {seconds:g} s", "", md_table(*wide(board, seconds, metrics, paired=False)), ""]
-        if baseline is not None:
-            lines += [f"### {seconds:g} s: paired difference vs {baseline}", "",
-                      md_table(*wide(board, seconds, metrics, paired=True)), ""]
-    lines += ["## Plots", ""]
-    for name, plot in plots.items():
-        lines += [f"![{plot.title}](leaderboard_plots/{name})", "", plot.caption, ""]
-    return "\n".join(lines)
+BAND = "Negative controls (deliberately broken; not ranked against the methods)"
 
 
 def cell(text: str) -> str:
@@ -148,43 +57,116 @@ def cell(text: str) -> str:
     return html.escape(value) + "".join(f"<br><span class=\"ci\">{html.escape(x)}</span>" for x in lines)
 
 
-def html_table(table: pd.DataFrame, marks: pd.DataFrame, css_class: str, table_id: str) -> str:
+def body_rows(table: pd.DataFrame, marks: pd.DataFrame | None, flagged: dict[str, list[str]],
+              rank: bool | None = None) -> str:
+    """Rows of one band; ``rank``: None no rank column, True the row's rank, False "-"."""
     e = html.escape
+    out = []
+    for i, method in enumerate(table.index):
+        cells = "".join(("<td class=\"best\">" if marks is not None and marks.loc[method, c] else "<td>") + cell(v)
+                        + "</td>" for c, v in table.loc[method].items())
+        first = "" if rank is None else f"<td>{i + 1 if rank else '-'}</td>"
+        if method in flagged:
+            by = ", ".join(flagged[method])
+            out.append(f"<tr class=\"not-beaten\" data-method=\"{e(method)}\" data-not-beaten=\"{e(by)}\">{first}"
+                       f"<th scope=\"row\">{e(method)}<br><span class=\"ci\">NOT BEATEN by {e(by)}</span></th>"
+                       f"{cells}</tr>")
+        else:
+            out.append(f"<tr data-method=\"{e(method)}\">{first}<th scope=\"row\">{e(method)}</th>{cells}</tr>")
+    return "".join(out)
+
+
+def html_table(bands: list[tuple[pd.DataFrame, pd.DataFrame | None]], flagged: dict[str, list[str]],
+               css_class: str, table_id: str, ranked: bool = False) -> str:
+    """One table: the methods' rows in the first tbody, the controls' (when any) in a second
+    ``tbody.controls`` that opens with a band row. Columns come from the first band;
+    ``ranked``: a first column with the methods' rank ("-" for controls)."""
+    e = html.escape
+    columns = (["rank"] if ranked else []) + ["method", *bands[0][0].columns]
     # Break opportunities inside long metric keys, so headers wrap at "_" and "[".
-    head = "".join(f"<th scope=\"col\">{e(c).replace('_', '_<wbr>').replace('[', '<wbr>[')}</th>"
-                   for c in ["method", *table.columns])
-    body = []
-    for method in table.index:
-        cells = "".join(("<td class=\"best\">" if marks.loc[method, c] else "<td>") + cell(v) + "</td>"
-                        for c, v in table.loc[method].items())
-        body.append(f"<tr data-method=\"{e(method)}\"><th scope=\"row\">{e(method)}</th>{cells}</tr>")
+    head = "".join(f"<th scope=\"col\">{e(c).replace('_', '_<wbr>').replace('[', '<wbr>[')}</th>" for c in columns)
+    bodies = [f"<tbody>{body_rows(*bands[0], {}, True if ranked else None)}</tbody>"]
+    for table, marks in bands[1:]:
+        if len(table):
+            bodies.append(f"<tbody class=\"controls\"><tr class=\"band\"><th colspan=\"{len(columns)}\">"
+                          f"{BAND}</th></tr>{body_rows(table, marks, flagged, False if ranked else None)}</tbody>")
     return (f"<div class=\"scroll\"><table class=\"{css_class}\" id=\"{table_id}\"><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table></div>")
+            f"{''.join(bodies)}</table></div>")
 
 
-def render_html(runs: Runs, board: pd.DataFrame, metrics: list[str], baseline: str | None, note: str,
-                plots: dict[str, Plot]) -> str:
-    """One self-contained page: inline CSS, the tables, the plots as data URIs, run count and
-    provenance. Table ids: ``board-<seconds>`` and ``paired-<seconds>`` ("." -> "_")."""
+def figure(name: str, plot: Plot) -> str:
     e = html.escape
+    data = base64.b64encode(plot.png).decode("ascii")
+    return (f"<figure id=\"plot-{e(Path(name).stem)}\"><img alt=\"{e(plot.title)}\" "
+            f"src=\"data:image/png;base64,{data}\"><figcaption><b>{e(plot.title)}.</b> "
+            f"{e(plot.caption)}</figcaption></figure>")
+
+
+def validity_section(layout: Layout) -> list[str]:
+    """The check at the top: the verdict, one row per (control, reference), FAIL rows red."""
+    e = html.escape
+    parts = ["<section id=\"validity\"><h2>Validity check: negative controls</h2>"]
+    v = layout.validity
+    if v is None:
+        return parts + [f"<p class=\"verdict\">{e(layout.why_not)}</p></section>"]
+    parts.append(f"<p class=\"verdict {'pass' if v.passed else 'fail'}\">{e(verdict(v))}</p>")
+    if v.missing_references:
+        parts.append(f"<p class=\"note\">References not in these runs (left out): "
+                     f"{e(', '.join(v.missing_references))}.</p>")
+    rows = validity_rows(v)
+    head = "".join(f"<th scope=\"col\">{e(c)}</th>" for c in (rows[0] if rows else []))
+    body = "".join(f"<tr class=\"{'pass' if r['result'] == 'PASS' else 'fail'}\" data-control=\"{e(r['control'])}\">"
+                   + "".join(f"<td>{e(x)}</td>" for x in r.values()) + "</tr>" for r in rows)
+    return parts + [f"<div class=\"scroll\"><table id=\"validity-table\"><thead><tr>{head}</tr></thead>"
+                    f"<tbody>{body}</tbody></table></div>", f"<p class=\"note\">{e(v.method_note())}</p></section>"]
+
+
+def primary_section(layout: Layout) -> list[str]:
+    if layout.primary is None:
+        return []
+    seconds = layout.durations()[0]
+    tag = f"{seconds:g}".replace(".", "_")
+    methods, controls = layout.order(seconds)
+    bands = [(primary_table(layout, seconds, methods), None), (primary_table(layout, seconds, controls), None)]
+    parts = [f"<section id=\"primary\"><h2>Primary score: {html.escape(column_name(layout.board, layout.primary))} "
+             f"at {seconds:g} s</h2>",
+             html_table(bands, layout.not_beaten(seconds), "primary", f"primary-{tag}", ranked=True)]
+    plot = layout.primary_plot()
+    if plot is not None:
+        parts.append(figure(PRIMARY_PLOT, plot))
+    return parts + ["</section>"]
+
+
+def duration_section(layout: Layout, seconds: float) -> list[str]:
+    tag = f"{seconds:g}".replace(".", "_")
+    methods, controls = layout.order(seconds)
+    flagged = layout.not_beaten(seconds)
+
+    def bands(paired: bool) -> list:
+        return [wide(layout.board, seconds, layout.metrics, paired, methods),
+                wide(layout.board, seconds, layout.metrics, paired, controls)]
+
+    parts = [f"<section><h2>{seconds:g} s</h2>", html_table(bands(False), flagged, "board", f"board-{tag}")]
+    if layout.baseline is not None:
+        parts += [f"<h3>Paired difference vs {html.escape(layout.baseline)}</h3>",
+                  html_table(bands(True), flagged, "paired", f"paired-{tag}")]
+    return parts + ["</section>"]
+
+
+def render_html(layout: Layout) -> str:
+    """One self-contained page. Table ids: ``validity-table``, ``primary-<longest seconds>``,
+    ``board-<seconds>`` and ``paired-<seconds>`` ("." -> "_")."""
+    e = html.escape
+    runs = layout.runs
     parts = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">",
              "<title>forcebench leaderboard</title>", f"<style>{CSS}</style></head><body>",
              "<h1>forcebench leaderboard</h1>", f"<p class=\"meta\" id=\"runs\" data-runs=\"{len(runs.finished)}\">"
-             f"{e(runs.describe())}</p>", f"<p class=\"note\">{e(note)}</p>"]
-    for seconds in durations(board):
-        tag = f"{seconds:g}".replace(".", "_")
-        parts += [f"<section><h2>{seconds:g} s</h2>",
-                  html_table(*wide(board, seconds, metrics, paired=False), "board", f"board-{tag}")]
-        if baseline is not None:
-            parts += [f"<h3>Paired difference vs {e(baseline)}</h3>",
-                      html_table(*wide(board, seconds, metrics, paired=True), "paired", f"paired-{tag}")]
-        parts.append("</section>")
+             f"{e(runs.describe())}</p>"]
+    parts += validity_section(layout) + primary_section(layout) + [f"<p class=\"note\">{e(layout.note)}</p>"]
+    for seconds in layout.durations():
+        parts += duration_section(layout, seconds)
     parts.append("<section><h2>Plots</h2>")
-    for name, plot in plots.items():
-        data = base64.b64encode(plot.png).decode("ascii")
-        parts.append(f"<figure id=\"plot-{e(Path(name).stem)}\"><img alt=\"{e(plot.title)}\" "
-                     f"src=\"data:image/png;base64,{data}\"><figcaption><b>{e(plot.title)}.</b> "
-                     f"{e(plot.caption)}</figcaption></figure>")
+    parts += [figure(name, plot) for name, plot in layout.plots.items() if name != PRIMARY_PLOT]
     parts += ["</section>", f"<footer>{len(runs.finished)} runs; provenance: "
               f"{e('; '.join(f'{k} ({n} runs)' for k, n in sorted(runs.provenance.items())) or 'not recorded')}"
               "</footer>", "</body></html>"]

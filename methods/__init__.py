@@ -1,7 +1,9 @@
 """KV-cache methods. Every module in this package registers itself on import.
 
 Adding a method: one file here (a config dataclass + a CacheMethod subclass, registered
-with ``@METHODS.register``) and one config file conf/method/<name>.yaml.
+with ``@METHODS.register``) and one config file conf/method/<name>.yaml. A subpackage
+(``head_forcing/``, ``controls/``) is imported the same way and registers its own modules
+in its ``__init__``; negative controls go in ``controls/`` as ``control_<name>``.
 """
 
 from __future__ import annotations

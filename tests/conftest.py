@@ -43,6 +43,10 @@ def tiny_role_map(path, layers=2, heads=2) -> str:
 
 def fast_configs(role_map: str) -> dict:
     """A configuration of every registered method that fits the tiny backbone (horizon 9)."""
+    from methods.controls.no_history import NoHistoryConfig
+    from methods.controls.random_eviction import RandomEvictionConfig
+    from methods.controls.scrambled_positions import ScrambledPositionsConfig
+    from methods.controls.stale import StaleConfig
     from methods.deep_forcing import DeepForcingConfig
     from methods.full import FullConfig
     from methods.head_forcing import HeadForcingConfig
@@ -62,6 +66,10 @@ def fast_configs(role_map: str) -> dict:
         "two_tier": TwoTierConfig(role_map=role_map, budget_frames=4, small_sink_frames=1, small_recent_frames=1),
         "head_forcing": HeadForcingConfig(role_map=role_map, budget_frames=4, local_frames=2, anchor_sink_frames=1,
                                           anchor_window_frames=2, memory_window_frames=2, episode_max_frames=4),
+        "control_random_eviction": RandomEvictionConfig(budget_frames=4),
+        "control_scrambled_positions": ScrambledPositionsConfig(budget_frames=4),
+        "control_stale": StaleConfig(budget_frames=4),
+        "control_no_history": NoHistoryConfig(budget_frames=4),
     }
 
 
