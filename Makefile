@@ -16,7 +16,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 bench: $(STAMP)
-	$(VENV)/bin/forcebench run -m sweep=default
+	$(VENV)/bin/forcebench run -m sweep=default hydra/launcher=parallel
 	$(VENV)/bin/forcebench leaderboard runs/bench --out results
 
 test: $(STAMP)

@@ -40,7 +40,7 @@ from bench.sampler import FlowSampler
 from bench.toy_diagnostic import diagnostic
 from bench.world import random_scene, simulate
 
-SHIPPED_DIR = Path("bench/models/weights")
+SHIPPED_DIR = Path(__file__).resolve().parent / "models" / "weights"
 
 
 @dataclass
@@ -220,13 +220,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default="runs/train/toy_dit.safetensors")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing training state")
     parser.add_argument("--overwrite-shipped", action="store_true",
-                        help=f"allow --out inside the shipped weights folder {SHIPPED_DIR}/")
+                        help="allow --out inside the shipped weights folder bench/models/weights/")
     parser.add_argument("--model", nargs="*", default=[], help="model overrides key=value (sizes)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out={args.out!r}: allowed: a path ending in .safetensors")
-    if SHIPPED_DIR.resolve() in out.resolve().parents and not args.overwrite_shipped:
+    if SHIPPED_DIR in out.resolve().parents and not args.overwrite_shipped:
         raise ConfigError(f"--out={args.out!r} is in the shipped weights folder; allowed: another path, "
                           f"or --overwrite-shipped")
     fields = ToyConfig.__dataclass_fields__

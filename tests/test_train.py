@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +16,7 @@ from bench.train_encoder import EncoderTrainConfig, contrastive_loss, sample_pai
 from metrics.encoders import ToyClip, load_encoder
 
 SMALL = dict(dim=32, layers=2, heads=2, mlp_ratio=2)
+SHIPPED = Path(__file__).resolve().parent.parent / "bench" / "models" / "weights" / "toy_dit.safetensors"
 
 
 def test_a_training_step_decreases_the_loss_on_a_fixed_batch():
@@ -49,6 +52,36 @@ def test_tiny_training_run_saves_reloads_and_resumes_exactly(tmp_path):
     for k, v in model.state_dict().items():
         assert torch.equal(v, a[k])
     assert (tmp_path / "straight.train.json").exists()
+    # training state without pickle: tensors as safetensors, the rest as JSON
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("straight.")) == [
+        "straight.safetensors", "straight.state.json", "straight.state.safetensors", "straight.train.json"]
+
+
+def test_a_share_of_chunks_is_trained_at_t_1():
+    rng = np.random.default_rng(0)
+    t = chunk_timesteps(rng, 400, 7, 3, [1.0, 0.75, 0.5, 0.25], grid_fraction=0.3, t1_fraction=0.4)
+    assert t.shape == (400, 21) and (t.view(400, 7, 3) == t.view(400, 7, 3)[..., :1]).all()  # constant per chunk
+    per_chunk = t[:, ::3]
+    grid_t1 = 0.3 / 4  # the grid also holds 1.0
+    assert (per_chunk == 1.0).float().mean().item() == pytest.approx(0.4 + grid_t1, abs=0.03)
+    assert ((per_chunk > 0) & (per_chunk <= 1)).all()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--steps", "-1"], "--steps=-1: allowed: > 0"),
+    (["--t1-fraction", "0.8", "--grid-fraction", "0.5"], "allowed: each >= 0, sum <= 1"),
+    (["--out", str(SHIPPED)], "is in the shipped weights folder; allowed: another path, or --overwrite-shipped"),
+    (["--out", "x.pt"], "allowed: a path ending in .safetensors"),
+])
+def test_bad_training_arguments_are_one_line_errors_and_write_nothing(argv, message, tmp_path, capsys, monkeypatch):
+    from bench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    before = set(tmp_path.rglob("*")), SHIPPED.stat().st_mtime_ns
+    args = ["train", "backbone", *argv] + ([] if "--out" in argv else ["--out", str(tmp_path / "m.safetensors")])
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+    assert (set(tmp_path.rglob("*")), SHIPPED.stat().st_mtime_ns) == before
 
 
 def test_encoder_loss_decreases_and_loader_errors(tmp_path):
