@@ -35,7 +35,9 @@ from bench.leaderboard_md import terminal_summary, to_markdown
 from bench.leaderboard_plots import make_plots
 from bench.records import REPO_DIR, atomic_write_bytes, atomic_write_text
 from bench.run_dirs import Runs, label_of, load, per_video
-from bench.stats import bootstrap_mean, paired_bootstrap
+from bench.stats import bootstrap_mean, minimum_detectable_difference, paired_bootstrap
+
+MDD_ALPHA = 0.05  # the paired tables state the smallest difference detectable at this level (two-sided, power 0.8)
 from bench.validity import (
     DEFAULT_METRIC,
     DEFAULT_REFERENCES,
@@ -54,7 +56,7 @@ DEFAULT_METRICS = (
 # Always summarised (the plots need them) even when not shown in the tables.
 PLOT_KEYS = ("latency_mean_s", "kv_bytes")
 BOARD_COLUMNS = ["method", "control", "seconds", "metric", "label", "higher_is_better", "videos", "mean", "ci_low",
-                 "ci_high", "best", "baseline", "pairs", "diff_mean", "diff_low", "diff_high"]
+                 "ci_high", "best", "baseline", "pairs", "diff_mean", "diff_low", "diff_high", "diff_mdd"]
 
 
 def cell_rng(seed: int, *parts: object) -> np.random.Generator:
@@ -77,7 +79,7 @@ def build_board(runs: Runs, metrics: list[str], baseline: str | None, resamples:
             row = {"method": method, "control": method in controls, "seconds": float(seconds), "metric": key,
                    "label": label_of(key), "higher_is_better": direction, "videos": len(grp), "mean": mean,
                    "ci_low": lo, "ci_high": hi, "baseline": baseline or "", "pairs": 0,
-                   "diff_mean": np.nan, "diff_low": np.nan, "diff_high": np.nan}
+                   "diff_mean": np.nan, "diff_low": np.nan, "diff_high": np.nan, "diff_mdd": np.nan}
             if baseline is not None and method != baseline:
                 mine = grp.set_index(["prompt", "seed", "seconds"])["value"]
                 diff = (mine - base.reindex(mine.index)).dropna().to_numpy()
@@ -85,6 +87,8 @@ def build_board(runs: Runs, metrics: list[str], baseline: str | None, resamples:
                 if len(diff):
                     row["diff_mean"], row["diff_low"], row["diff_high"] = paired_bootstrap(
                         diff, resamples, cell_rng(seed, method, seconds, key, "paired", baseline))
+                    sd = float(np.std(diff, ddof=1)) if len(diff) > 1 else float("nan")
+                    row["diff_mdd"] = minimum_detectable_difference(sd, len(diff), MDD_ALPHA, two_sided=True)
             rows.append(row)
     board = pd.DataFrame(rows, columns=BOARD_COLUMNS)
     board["best"] = mark_best(board)

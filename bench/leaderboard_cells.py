@@ -105,8 +105,10 @@ def wide(board: pd.DataFrame, seconds: float, metrics: list[str], paired: bool,
         videos = sub.videos.fillna(0).astype(int)
         if paired:
             d = decimals([*column.diff_mean, *column.diff_low, *column.diff_high])
-            cells[name] = [f"{fmt(m, d, True)} [{fmt(lo, d, True)}, {fmt(hi, d, True)}] (n={int(n)})" if n > 0 else "-"
-                           for m, lo, hi, n in zip(sub.diff_mean, sub.diff_low, sub.diff_high, sub.pairs.fillna(0))]
+            cells[name] = [f"{fmt(m, d, True)} [{fmt(lo, d, True)}, {fmt(hi, d, True)}] (n={int(n)}, MDD {fmt(mdd, d)})"
+                           if n > 0 else "-"
+                           for m, lo, hi, n, mdd in zip(sub.diff_mean, sub.diff_low, sub.diff_high, sub.pairs.fillna(0),
+                                                        sub.diff_mdd)]
         else:
             d = decimals([*column["mean"], *column.ci_low, *column.ci_high])
             cells[name] = [(f"{fmt(m, d)} [{fmt(lo, d)}, {fmt(hi, d)}]" + (f" (n={n})" if n < most.iloc[i] else ""))

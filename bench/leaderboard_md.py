@@ -69,6 +69,9 @@ def paired_tables(layout: Layout, seconds: float) -> list[str]:
         return []
     methods, controls = layout.order(seconds)
     lines = [f"### {seconds:g} s: paired difference vs {layout.baseline}", "",
+             "Mean difference (method - baseline) over videos paired on (prompt, seed), its 95 % paired bootstrap",
+             "interval, the pairs n, and MDD: the smallest true difference this n detects (two-sided, alpha 0.05,",
+             "power 0.8, normal approximation, bench/stats.py).", "",
              md_table(*wide(layout.board, seconds, layout.metrics, True, methods)), ""]
     if controls:
         lines += [f"### {seconds:g} s: negative controls, paired difference vs {layout.baseline}", "",

@@ -232,7 +232,7 @@ def test_outputs_tables_and_plots(written):
     table = pd.read_csv(written / "leaderboard.csv")
     assert list(table.columns) == ["method", "control", "seconds", "metric", "label", "higher_is_better", "videos",
                                    "mean", "ci_low", "ci_high", "best", "baseline", "pairs", "diff_mean", "diff_low",
-                                   "diff_high"]
+                                   "diff_high", "diff_mdd"]
     assert set(table.metric) == {"continuation_psnr", "palette_fidelity", "sprite_presence_ratio",
                                  "drift[toy-clip-text]", "latency_mean_s", "kv_bytes"}  # the default keys these runs have
     assert len(table) == 5 * 2 * 6
