@@ -34,6 +34,7 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 WANDB_MODES = ("offline", "online", "disabled")
 SPLITS = ("train", "heldout")
 WORLD_FRAME_SHAPE = (3, VIEW_TILES * TILE, VIEW_TILES * TILE)
+PREFIX_SOURCES = ("ground_truth", "other_seed")
 
 
 @dataclass
@@ -134,6 +135,9 @@ class RunConfig:
     # the trained horizon minus one chunk (18 frames) on the toy world, fewer when the shortest
     # duration leaves no generated chunk after it; 0 on other backbones
     prefix_frames: int | None = None
+    # whose frames the prefix shows: ground_truth (this seed's world) or other_seed (another seed of the
+    # same prompt: a wrong context, for measuring whether the backbone uses its cache)
+    prefix_source: str = "ground_truth"
     out_dir: str = "runs"
     force: bool = False  # rerun even if a finished run directory exists
     progress: bool = True
@@ -155,6 +159,8 @@ class RunConfig:
                 "allowed: cpu, cuda, cuda:N")
         require(self.prefix_frames is None or self.prefix_frames >= 0, "prefix_frames", self.prefix_frames,
                 "allowed: >= 0 or null")
+        require(self.prefix_source in PREFIX_SOURCES, "prefix_source", self.prefix_source,
+                f"allowed: {', '.join(PREFIX_SOURCES)}")
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -36,8 +36,6 @@ from bench.leaderboard_plots import make_plots
 from bench.records import REPO_DIR, atomic_write_bytes, atomic_write_text
 from bench.run_dirs import Runs, label_of, load, per_video
 from bench.stats import bootstrap_mean, minimum_detectable_difference, paired_bootstrap
-
-MDD_ALPHA = 0.05  # the paired tables state the smallest difference detectable at this level (two-sided, power 0.8)
 from bench.validity import (
     DEFAULT_METRIC,
     DEFAULT_REFERENCES,
@@ -46,6 +44,7 @@ from bench.validity import (
     resolve_references,
 )
 
+MDD_ALPHA = 0.05  # the paired tables state the smallest difference detectable at this level (two-sided, power 0.8)
 DEFAULT_METRICS = (
     DEFAULT_METRIC, "palette_fidelity", "sprite_presence_ratio", "revisit_psnr_beyond", "pan_consistency",
     "clip_first_frame[toy-clip]", "clip_first_frame[clip-vit-b32]",

@@ -22,7 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import kernels
-from bench.config import CONF_DIR, PromptEntry, RunConfig, register_schemas, to_run_config, validate
+from bench.config import (
+    CONF_DIR,
+    PromptEntry,
+    RunConfig,
+    register_schemas,
+    to_run_config,
+    validate,
+)
 from bench.loggers import RunLogger, build_logger
 from bench.models.base import build_backbone, resolve_path
 from bench.records import (
@@ -38,7 +45,7 @@ from bench.records import (
 from bench.rollout import Rollout, frame_timeline, generate
 from bench.sampler import FlowSampler
 from bench.video import save_gif, save_npy, to_uint8
-from bench.world import simulate
+from bench.world import OTHER_SEED_OFFSET, simulate
 from methods.base import build_method
 from metrics.base import VideoMeta
 from metrics.suite import Suite, build_suite
@@ -59,16 +66,19 @@ def run_key(run: RunConfig, prompt: PromptEntry) -> dict:
         "sampler": {"kind": run.sampler, "steps": run.steps},
         "dtype": run.dtype,
         "prefix_frames": run.prefix(),
+        **({"prefix_source": run.prefix_source} if run.prefix_source != "ground_truth" else {}),
     }
 
 
 def ground_truth_prefix(run: RunConfig, prompt: PromptEntry) -> torch.Tensor | None:
-    """The toy world's first ``run.prefix()`` frames of this prompt and seed in model space
-    ([1, P, 3, H, W] in [-1, 1]), or None without a prefix."""
+    """The toy world's first ``run.prefix()`` frames of this prompt in model space ([1, P, 3, H, W]
+    in [-1, 1]): of this seed, or of another seed with ``prefix_source=other_seed``; None without
+    a prefix."""
     if not run.prefix():
         return None
     g = run.geometry()
-    truth = simulate(frame_timeline(prompt.timeline(), g.fps, g.frames_per_chunk), run.prefix(), run.seed)
+    seed = run.seed + (OTHER_SEED_OFFSET if run.prefix_source == "other_seed" else 0)
+    truth = simulate(frame_timeline(prompt.timeline(), g.fps, g.frames_per_chunk), run.prefix(), seed)
     return torch.from_numpy(truth.frames)[None] * 2 - 1
 
 

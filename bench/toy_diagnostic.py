@@ -20,12 +20,10 @@ import torch
 from bench.models.base import Backbone
 from bench.rollout import generate
 from bench.sampler import FlowSampler
-from bench.world import simulate
+from bench.world import OTHER_SEED_OFFSET, simulate
 from methods import build_method
 from methods.full import FullConfig
 from metrics.oracle import pan_consistency, psnr
-
-OTHER_SEED_OFFSET = 10_007
 
 
 def next_chunk_psnr(model: Backbone, prompt: str, seed: int, context: np.ndarray, truth: np.ndarray,

@@ -60,6 +60,9 @@ SHAPES = ("square", "cross", "ring")
 MOTIONS = ("bouncing", "sliding", "resting")
 CAMERAS = ("pans right", "pans left", "still")
 
+# "Another seed of the same prompt" (a wrong context of the same scene) is the world of seed + this.
+OTHER_SEED_OFFSET = 10_007
+
 # (palette, sprite colour) pairs that training never sees: the held-out split.
 HELDOUT_PAIRS = {("forest", "magenta"), ("desert", "cyan"), ("ocean", "yellow"), ("city", "red")}
 

@@ -206,3 +206,19 @@ def test_prefix_is_checked_before_any_work(tmp_path, capsys):
         assert main(["run", *WORLD_SIZED, *extra, f"out_dir={tmp_path / 'x'}"]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_wrong_context_prefix_shows_another_seed_and_keeps_its_own_run(tmp_path):
+    from bench.world import OTHER_SEED_OFFSET, simulate
+
+    (right,) = check_command_line([*WORLD_SIZED, "method=full", f"out_dir={tmp_path}"], multirun=False)
+    (wrong,) = check_command_line([*WORLD_SIZED, "method=full", "prefix_source=other_seed", f"out_dir={tmp_path}"],
+                                  multirun=False)
+    (right_dir,), (wrong_dir,) = execute(right), execute(wrong)
+    assert right_dir != wrong_dir  # the source is part of the run key
+    other = simulate([(0, wrong.prompts.selected()[0].text)], 18, seed=OTHER_SEED_OFFSET).frames
+    frames = np.load(wrong_dir / "frames.npy")[:18].astype(int)
+    assert np.abs(frames - np.round(other.transpose(0, 2, 3, 1) * 255).astype(int)).max() <= 1
+    key = json.loads((wrong_dir / "meta.json").read_text())["key"]
+    assert key["prefix_source"] == "other_seed" and "prefix_source" not in json.loads(
+        (right_dir / "meta.json").read_text())["key"]

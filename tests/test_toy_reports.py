@@ -1,42 +1,49 @@
-"""``forcebench evaluate-toy``: the acceptance rows and gates of the toy backbone."""
+"""``forcebench evaluate-toy``: the acceptance sweeps run through the runner, and the report
+reads them back with the one run reader and compares every gate with its bar."""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from bench import evaluate_toy
-from bench.models.toy import ToyConfig, ToyDiT
+from bench.cli import main
+
+TINY_WORLD = ("model.dim=24", "model.layers=1", "model.heads=2", "steps=1", "seed=0",
+              "prompts.select=[forest_bricks,city_bricks]")
 
 
-@pytest.fixture(scope="module")
-def tiny_model():
-    """Random weights: the loop and the report, not the quality, are under test."""
-    torch.set_num_threads(1)
-    return ToyDiT(ToyConfig(checkpoint=None, dim=48, layers=1)).eval()
-
-
-def test_evaluate_rows_gates_and_samples(tiny_model, monkeypatch, tmp_path):
-    monkeypatch.setattr(evaluate_toy, "ToyDiT", lambda cfg: tiny_model)
-    monkeypatch.setattr(evaluate_toy, "SECONDS", (6,))
-    result = evaluate_toy.evaluate("unused", "toy_smoke", [0], 24, tmp_path, steps=1)
-    df = result["df"]
-    assert list(df.prompt) == ["forest_blocks", "city_stripes"] and list(df.width) == [8, 12]
+def test_sweeps_rows_and_report(tmp_path):
+    """Random tiny weights: the arms, the pairing and the report, not the quality, are under test."""
+    evaluate_toy.run_sweeps(tmp_path / "runs", "null", TINY_WORLD)
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "cache_use_ground_truth", "cache_use_other_seed", "headroom_16", "headroom_18", "inside"]
+    df = evaluate_toy.measurements(tmp_path / "runs")
+    assert list(df.prompt) == ["city_bricks", "forest_bricks"] and list(df.width) == [18, 18]
+    assert list(df.camera) == ["still", "pans"]
     np.testing.assert_allclose(df.cache_gap_db, df.next_chunk_psnr_right - df.next_chunk_psnr_other)
-    np.testing.assert_allclose(df.headroom_db_6s, df.revisit_beyond_oracle_6s - df.revisit_beyond_window_6s)
-    assert df.continuation_oracle_6s.notna().all()
-    assert result["samples"] == []  # no panning prompt with a canvas wider than the window
-    gates = evaluate_toy.write_report(result, tmp_path, "forcebench evaluate-toy --test")
-    by_name = {g["measure"]: g for g in gates}
-    assert by_name["cache_gap_db"]["n"] == 2 and by_name["headroom_db_60s"]["n"] == 0
-    assert not by_name["headroom_db_60s"]["met"]  # nothing measured is never a pass
-    assert "| cache_gap_db | >= 8 |" in (tmp_path / "toy_backbone.md").read_text()
+    pans = df.set_index("prompt").loc["forest_bricks"]
+    assert pans.headroom_db_60s == pytest.approx(pans.revisit_beyond_oracle_60s - pans.revisit_beyond_window_60s)
+    assert np.isnan(df.set_index("prompt").loc["city_bricks", "headroom_db_60s"])  # a still view never leaves
+    gates = {g["measure"]: g for g in evaluate_toy.write_report(df, tmp_path / "out", "test", resamples=200)}
+    assert gates["cache_gap_db"]["n"] == 2 and gates["headroom_db_60s"]["n"] == 1
+    report = (tmp_path / "out" / "toy_backbone.md").read_text()
+    assert "| cache_gap_db | continuation_psnr, ground truth - other seed, paired | >= 8 |" in report
+    assert json.loads((tmp_path / "out" / "toy_backbone.json").read_text())["gates"][0]["measure"] == "pan_consistency"
 
 
 def test_gates_compare_with_the_bar_in_the_right_direction():
     df = pd.DataFrame({"pan_consistency": [0.9, 0.85], "spurious_colours": [0.10, 0.08]})
-    gates = {g["measure"]: g for g in evaluate_toy.gate_rows(df, bootstrap=200)}
+    gates = {g["measure"]: g for g in evaluate_toy.gate_rows(df, resamples=200)}
     assert gates["pan_consistency"]["met"] and gates["pan_consistency"]["mean"] == pytest.approx(0.875)
     assert not gates["spurious_colours"]["met"]  # lower is better: 0.09 > 0.05
+    assert not gates["cache_gap_db"]["met"] and gates["cache_gap_db"]["n"] == 0  # nothing measured is never a pass
+
+
+def test_missing_runs_are_one_line_errors(tmp_path, capsys):
+    assert main(["evaluate-toy", str(tmp_path / "nothing"), "--out", str(tmp_path / "out")]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
