@@ -20,8 +20,9 @@ def test_wan_shapes_and_length_distributions():
     d = distributions("wan", g)
     assert d["full (trained horizon)"] == [32760] * 12
     assert d["sink / uniform (12 frames)"] == [12 * 1560] * 12
-    # 6 local heads widened to 8 frames, 2 anchors of 3 + 8, 4 memory heads capped at the 18-frame horizon
-    assert d["head_forcing"] == [8 * 1560] * 6 + [11 * 1560] * 2 + [18 * 1560] * 4
+    # the toy profile's shares (9 local, 3 anchor, 4 memory of 16) on 12 heads: 7 local heads widened to
+    # 9 frames, 2 anchors of 3 + 9, 3 memory heads capped at the 18-frame horizon
+    assert d["head_forcing"] == [9 * 1560] * 7 + [12 * 1560] * 2 + [18 * 1560] * 3
     assert sum(d["head_forcing"]) <= sum(d["sink / uniform (12 frames)"])  # never more KV bytes than the baselines
     stress = d["ragged stress (1 .. 32760)"]
     assert min(stress) == 1 and max(stress) == 32760 and len(set(stress)) == 12
