@@ -38,7 +38,7 @@ from bench.preflight import check_command_line
 from bench.prompt_sets import load_prompt_set
 from bench.records import atomic_write_text, write_json
 from bench.run import execute
-from bench.run_dirs import load, per_video
+from bench.run_dirs import Runs, load, per_video
 from bench.stats import bootstrap_mean
 from bench.world import CANVAS_WIDTHS, parse_prompt
 
@@ -68,22 +68,24 @@ def run_sweeps(root: Path, weights: str, overrides: tuple[str, ...] = ()) -> Non
             execute(run)
 
 
-def videos(root: Path, arm: str, key: str, seconds: float) -> pd.Series:
-    """One value per (prompt, seed) of ``key`` at ``seconds`` in one arm's folder."""
-    df = per_video(load(root / arm), key)
+def videos(runs: Runs, key: str, seconds: float) -> pd.Series:
+    """One value per (prompt, seed) of ``key`` at ``seconds`` in one arm's runs."""
+    df = per_video(runs, key)
     return df[np.isclose(df.seconds, seconds)].set_index(["prompt", "seed"])["value"]
 
 
 def measurements(root: Path) -> pd.DataFrame:
     """Every gate's measure per (prompt, seed): one row per video of the toy set."""
-    cols = {k: videos(root, "inside", k, 5.0) for k in
+    arms = {name: load(root / name) for name in ("inside", "cache_use_ground_truth", "cache_use_other_seed",
+                                                 "headroom_18", "headroom_16")}  # each arm's folder read once
+    cols = {k: videos(arms["inside"], k, 5.0) for k in
             ("pan_consistency", "sprite_presence_ratio", "spurious_colours", "background_psnr")}
-    right = videos(root, "cache_use_ground_truth", "continuation_psnr", 5.25)
-    other = videos(root, "cache_use_other_seed", "continuation_psnr", 5.25)
+    right = videos(arms["cache_use_ground_truth"], "continuation_psnr", 5.25)
+    other = videos(arms["cache_use_other_seed"], "continuation_psnr", 5.25)
     cols |= {"next_chunk_psnr_right": right, "next_chunk_psnr_other": other, "cache_gap_db": right - other}
     for s in (30, 60):
-        oracle = videos(root, "headroom_18", "revisit_psnr_beyond", s)
-        window = videos(root, "headroom_16", "revisit_psnr_beyond", s)
+        oracle = videos(arms["headroom_18"], "revisit_psnr_beyond", s)
+        window = videos(arms["headroom_16"], "revisit_psnr_beyond", s)
         cols |= {f"revisit_beyond_oracle_{s}s": oracle, f"revisit_beyond_window_{s}s": window,
                  f"headroom_db_{s}s": oracle - window}
     df = pd.DataFrame(cols).reset_index()
