@@ -78,8 +78,8 @@ def test_multirun_expands_and_validates_every_job():
     # the bounded controls run at sliding_window's default budget: the same KV bytes
     assert {r.method.budget_frames for r in default if r.method.name in controls[:3] + ["sliding_window"]} == {12}
     equal = check_command_line(["sweep=equal_budget"], multirun=True)
-    assert len(equal) == 11 and {r.method.budget_frames for r in equal} == {16}
-    assert [r.method.name for r in equal][-4:] == controls
+    assert len(equal) == 33 and {r.method.budget_frames for r in equal} == {16}
+    assert [r.method.name for r in equal][-12::3] == controls and {r.seed for r in equal} == {0, 1, 2}
     # a bad value in any one job of the sweep fails the whole sweep up front
     assert "durations: 1200 frames" in error_of(["method=sink,full", "durations=[300]"], multirun=True)
 
@@ -90,8 +90,8 @@ def test_repacked_sink_fits_long_durations():
 
 
 @pytest.mark.parametrize("preset, jobs, prompt_set, prompts", [
-    ("default", 21, "toy", 3), ("equal_budget", 11, "toy", 16), ("ablations", 6, "toy", 16),
-    ("multi_prompt", 12, "toy_multi", 8)])
+    ("default", 21, "toy", 3), ("equal_budget", 33, "toy", 16), ("ablations", 18, "toy", 16),
+    ("multi_prompt", 36, "toy_multi", 8)])
 def test_sweep_presets_compose_every_job(preset, jobs, prompt_set, prompts):
     runs = check_command_line([f"sweep={preset}"], multirun=True)
     assert len(runs) == jobs and len({(r.method.shown_name, r.seed) for r in runs}) == jobs
