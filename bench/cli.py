@@ -13,10 +13,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from bench.cli_args import Parser
 from bench.errors import ConfigError
 
 MULTIRUN_FLAGS = {"-m", "--multirun"}
@@ -32,12 +32,19 @@ def cmd_run(argv: list[str]) -> int:
     flags = [a for a in overrides if a.startswith("-")]
     if flags:
         raise ConfigError(f"run: unsupported flag {flags[0]!r}; allowed: -m/--multirun and key=value overrides")
-    check_command_line(overrides, multirun)
+    code = [a for a in overrides if "_target_" in a.split("=", 1)[0] or a.lstrip("+~").startswith("hydra.callbacks")]
+    if code:  # these name a callable that Hydra would import and call
+        raise ConfigError(f"run: override {code[0]!r} names code to run; allowed: callbacks and _target_ "
+                          "only from the repository's config files")
+    runs = check_command_line(overrides, multirun)
+    check_run_requests(runs)
     if multirun:
         with hydra_context():
             overrides = multirun_overrides(overrides)
-        return _hydra(["-m", *overrides])
-    return _hydra(overrides)
+        _hydra(["-m", *overrides])
+    else:
+        _hydra(overrides)
+    return report_failures(runs)
 
 
 def _hydra(argv: list[str]) -> int:
@@ -48,10 +55,28 @@ def _hydra(argv: list[str]) -> int:
     return 0
 
 
+def check_run_requests(runs: list) -> None:
+    """Every job's request against its run directories, before any work (one line on a conflict)."""
+    from bench.run import check_requests
+
+    for run in runs:
+        check_requests(run)
+
+
+def report_failures(runs: list) -> int:
+    """Exit status of ``run``: 0 when no run failed, 3 (reasons listed last) when some did."""
+    from bench.run import failed_runs
+
+    lines = failed_runs(runs)
+    for line in lines:
+        print(f"forcebench: failed run {line}", file=sys.stderr)
+    return 3 if lines else 0
+
+
 def cmd_table(argv: list[str]) -> int:
     from bench.table import format_table, load_runs, method_duration_table
 
-    parser = argparse.ArgumentParser(prog="forcebench table")
+    parser = Parser(prog="forcebench table")
     parser.add_argument("runs", nargs="?", default="runs", help="directory holding run directories")
     parser.add_argument("--metrics", nargs="*", default=["palette_fidelity", "sprite_presence_ratio",
                                                           "clip_consistency_first[toy-clip]"],

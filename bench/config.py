@@ -4,26 +4,34 @@ conf/config.yaml composes the groups model/, method/, prompts/, metrics/, logger
 model and method option starts from the schema of its registered dataclass
 (``/schema/model/<name>`` or ``/schema/method/<name>``), so unknown keys and wrong types
 are rejected by OmegaConf, and each dataclass's ``__post_init__`` checks values when the
-composed config is turned into objects (``to_run_config``). ``validate`` adds the checks
-that need the backbone's geometry. Every failure is a one-line ``ConfigError``.
+composed config is turned into objects (``to_run_config``); a key that a ``+`` override
+adds outside the schema is refused there too. ``validate`` adds the checks that need the
+backbone's geometry or the file system: durations that do not fit, the prompts and dtype the
+backbone accepts, ``out_dir``, metric weights and the logger. Every failure is a one-line
+``ConfigError``, raised before any work.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import bench.models  # noqa: F401  (registers backbones)
 import kernels
 import methods  # noqa: F401  (registers methods)
 from bench.errors import ConfigError, require
+from bench.input_checks import check_id, writable_dir
+from bench.loggers import LOGGERS, check_logger
+from bench.metric_checks import check_metrics
 from bench.models.base import MODELS, Geometry, ModelConfig
+from bench.prompt_files import read_prompt_file
 from bench.world import TILE, VIEW_TILES
 from methods.base import METHODS, MethodConfig
 from metrics.suite import MetricsConfig
@@ -35,6 +43,8 @@ WANDB_MODES = ("offline", "online", "disabled")
 SPLITS = ("train", "heldout")
 WORLD_FRAME_SHAPE = (3, VIEW_TILES * TILE, VIEW_TILES * TILE)
 PREFIX_SOURCES = ("ground_truth", "other_seed")
+MAX_STEPS = 1000
+MAX_SECONDS = 3600.0  # one hour of video per run
 
 
 @dataclass
@@ -53,7 +63,12 @@ class PromptEntry:
     split: str = "train"  # train | heldout (vocabulary combinations training never sees)
 
     def __post_init__(self) -> None:
+        check_id(self.id, "prompts.prompts.id")  # run directories are named after it
         require(self.split in SPLITS, f"prompts[{self.id}].split", self.split, f"allowed: {', '.join(SPLITS)}")
+        for step in self.schedule or []:
+            require(isinstance(step.text, str), f"prompts[{self.id}].schedule.text", step.text, "allowed: a string")
+        require(self.text is None or isinstance(self.text, str), f"prompts[{self.id}].text", self.text,
+                "allowed: a string")
         require((self.text is None) != (self.schedule is None), f"prompts[{self.id}]",
                 "text and schedule" if self.text is not None else "neither text nor schedule",
                 "give exactly one of text or schedule")
@@ -80,8 +95,6 @@ class PromptSetConfig:
 
     def __post_init__(self) -> None:
         if self.file is not None:
-            from bench.prompt_files import read_prompt_file
-
             items = read_prompt_file(self.file)
             for item in items:
                 if item.get("schedule") is not None:
@@ -111,8 +124,6 @@ class LoggerConfig:
     dir: str | None = None  # where W&B writes its files; default: out_dir
 
     def __post_init__(self) -> None:
-        from bench.loggers import LOGGERS
-
         require(self.name in LOGGERS, "logger.name", self.name, f"allowed: {', '.join(LOGGERS.names())}")
         require(self.mode in WANDB_MODES, "logger.mode", self.mode, f"allowed: {', '.join(WANDB_MODES)}")
 
@@ -147,10 +158,15 @@ class RunConfig:
                 f"choose a model option; allowed: {', '.join(MODELS.names())}")
         require(isinstance(self.method, MethodConfig), "method", type(self.method).__name__,
                 f"choose a method option; allowed: {', '.join(METHODS.names())}")
-        require(len(self.durations) > 0, "durations", list(self.durations), "give at least one duration in seconds")
-        for d in self.durations:
-            require(d > 0, "durations", list(self.durations), "every duration must be > 0 seconds")
-        require(self.steps >= 1, "steps", self.steps, "allowed: >= 1")
+        durations = list(self.durations)
+        require(len(durations) > 0, "durations", durations, "give at least one duration in seconds")
+        for d in durations:
+            require(d > 0, "durations", durations, "every duration must be > 0 seconds")
+            require(math.isfinite(d) and d <= MAX_SECONDS, "durations", durations,
+                    f"allowed: finite durations up to {MAX_SECONDS:g} seconds")
+        require(len(set(durations)) == len(durations), "durations", durations, "allowed: each duration once")
+        require(1 <= self.steps <= MAX_STEPS, "steps", self.steps, f"allowed: >= 1 and <= {MAX_STEPS}")
+        require(str(self.out_dir).strip() != "", "out_dir", self.out_dir, "allowed: a directory path (empty given)")
         require(self.sampler in SAMPLERS, "sampler", self.sampler, f"allowed: {', '.join(SAMPLERS)}")
         require(self.dtype in DTYPES, "dtype", self.dtype, f"allowed: {', '.join(DTYPES)}")
         require(self.attention in kernels.BACKENDS, "attention", self.attention,
@@ -198,8 +214,28 @@ def register_schemas() -> None:
         cs.store(group="schema/method", name=entry.name, node=entry.config)
 
 
+def unknown_keys(node: Any, path: str = "") -> None:
+    """Refuse a key of a composed config that its schema dataclass does not have (one that a
+    ``+key=value`` override added); config-group additions such as ``+ablation=...`` merge
+    into fields that exist and pass."""
+    if isinstance(node, ListConfig) and not node._is_missing() and not node._is_none():
+        for i in range(len(node)):
+            unknown_keys(node._get_node(i), f"{path}[{i}]")
+        return
+    if not isinstance(node, DictConfig) or node._is_missing() or node._is_none():
+        return
+    schema = OmegaConf.get_type(node)
+    names = [f.name for f in fields(schema)] if is_dataclass(schema) else None
+    for key in node.keys():
+        full = f"{path}.{key}" if path else str(key)
+        if names is not None and key not in names:
+            raise ConfigError(f"{full}: unknown key for {schema.__name__}; allowed keys: {', '.join(names)}")
+        unknown_keys(node._get_node(key), full)
+
+
 def to_run_config(cfg: DictConfig) -> RunConfig:
     """Composed DictConfig -> validated RunConfig (dataclass __post_init__ checks run here)."""
+    unknown_keys(cfg)
     try:
         run = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
@@ -213,8 +249,14 @@ def to_run_config(cfg: DictConfig) -> RunConfig:
 
 
 def validate(run: RunConfig, local: bool = True) -> None:
-    """Checks that need the backbone's geometry (durations that do not fit, budgets). With
-    ``local=False`` (jobs that run on other machines) the device is left to the job."""
+    """Checks that need the backbone's geometry (durations that do not fit, budgets) or the
+    file system (out_dir, metric weights). With ``local=False`` (jobs that run on other
+    machines) the device and the logger's credentials are left to the job."""
+    writable_dir(run.out_dir, "out_dir")
+    run.model.check_inputs(run.dtype, [p.timeline() for p in run.prompts.selected()])
+    check_metrics(run.metrics)
+    if local:
+        check_logger(run.logger)
     frames = run.frames()
     g = run.geometry()
     prefix = run.prefix()

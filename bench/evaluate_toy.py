@@ -23,7 +23,6 @@ bench/stats.py, the bar, met or not; and the same split by camera, canvas width 
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -31,8 +30,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.cli_args import Parser
 from bench.config import RunConfig
 from bench.errors import require
+from bench.input_checks import writable_dir
 from bench.models.toy import SHIPPED_WEIGHTS
 from bench.preflight import check_command_line
 from bench.prompt_sets import load_prompt_set
@@ -60,12 +61,14 @@ GATES = [
 
 
 def run_sweeps(root: Path, weights: str, overrides: tuple[str, ...] = ()) -> None:
-    """Run the three acceptance sweeps (plus ``overrides``), each run into ``root/<arm>``."""
-    for preset, arm in ARMS.items():
-        for run in check_command_line([f"sweep={preset}", f"model.checkpoint={weights}", "progress=false",
-                                       *overrides], multirun=True):
-            run.out_dir = str(root / arm(run))
-            execute(run)
+    """Run the three acceptance sweeps (plus ``overrides``), each run into ``root/<arm>``; every
+    job of every sweep is checked before the first one runs."""
+    jobs = [(arm, run) for preset, arm in ARMS.items()
+            for run in check_command_line([f"sweep={preset}", f"model.checkpoint={weights}", "progress=false",
+                                           *overrides], multirun=True)]
+    for arm, run in jobs:
+        run.out_dir = str(root / arm(run))
+        execute(run)
 
 
 def videos(runs: Runs, key: str, seconds: float) -> pd.Series:
@@ -144,7 +147,7 @@ def write_report(df: pd.DataFrame, out_dir: Path, command: str, resamples: int =
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="forcebench evaluate-toy")
+    parser = Parser(prog="forcebench evaluate-toy")
     parser.add_argument("runs", nargs="?", default="runs/toy_acceptance", help="folder of the acceptance sweeps")
     parser.add_argument("--run", action="store_true", help="first run the three sweeps (finished runs are skipped)")
     parser.add_argument("--weights", default=SHIPPED_WEIGHTS, help="toy DiT checkpoint the sweeps use")
@@ -152,6 +155,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--bootstrap", type=int, default=2000)
     args = parser.parse_args(argv)
     require(args.bootstrap >= 1, "--bootstrap", args.bootstrap, "allowed: an integer >= 1")
+    writable_dir(args.out, "--out")
     root = Path(args.runs)
     if args.run:
         run_sweeps(root, args.weights)

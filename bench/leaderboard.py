@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.cli_args import Parser
 from bench.errors import require
+from bench.input_checks import writable_dir, writable_file
 from bench.leaderboard_cells import Layout, interval_note
 from bench.leaderboard_html import render_html, screenshot
 from bench.leaderboard_md import terminal_summary, to_markdown
@@ -165,7 +167,7 @@ def leaderboard_validity(runs: Runs, primary: str | None, references: list[str],
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="forcebench leaderboard", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="forcebench leaderboard", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", help="directory holding run directories (out_dir of forcebench run)")
     p.add_argument("--out", default="results", help="output directory (default: results)")
     p.add_argument("--primary", default=None, metavar="KEY",
@@ -190,6 +192,9 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     require(args.bootstrap >= 1, "--bootstrap", args.bootstrap, "allowed: an integer >= 1")
     require(0 < args.alpha < 1, "--alpha", args.alpha, "allowed: 0 < alpha < 1")
+    out = writable_dir(args.out, "--out")
+    if args.screenshot:
+        writable_file(args.screenshot, "--screenshot")
     runs = load(Path(args.runs))
     primary = resolve_primary(runs, args.primary)
     metrics = select_metrics(runs, args.metrics, primary)
@@ -197,10 +202,9 @@ def main(argv: list[str]) -> int:
     summarised = metrics + [k for k in PLOT_KEYS if k in runs.metric_keys() and k not in metrics]
     board = build_board(runs, summarised, baseline, args.bootstrap, args.seed)
     validity, why_not = leaderboard_validity(runs, primary, args.references, args.alpha, args.bootstrap, args.seed)
-    out = Path(args.out)
     plot_dir = out / "leaderboard_plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
     plots = make_plots(runs, board, metrics, primary, Path(args.head_roles))
+    plot_dir.mkdir(parents=True, exist_ok=True)
     for name, plot in plots.items():
         atomic_write_bytes(plot_dir / name, plot.png)
     layout = Layout(runs, board, metrics, baseline, primary, validity, why_not,

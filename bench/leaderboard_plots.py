@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bench.run_dirs import SYSTEM_DIRECTIONS, UNITS, Runs, label_of
+from methods.head_forcing.roles import load_role_map
 
 PRIMARY_PLOT = "primary_vs_duration.png"
 CONTROL_MARKERS = ("s", "^", "v", "D", "x", "P")
@@ -215,12 +216,10 @@ def head_roles(runs: Runs, roles_dir: Path) -> dict[str, Plot]:
         if png.exists():
             data = png.read_bytes()
         elif js.exists():
-            import json
-
             from methods.head_forcing.profile import save_heatmap
 
             with tempfile.TemporaryDirectory() as tmp:
-                save_heatmap(Path(tmp) / "roles.png", json.loads(js.read_text()))
+                save_heatmap(Path(tmp) / "roles.png", load_role_map(js, "--head-roles"))
                 data = (Path(tmp) / "roles.png").read_bytes()
         else:
             continue

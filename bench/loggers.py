@@ -8,15 +8,22 @@ written; a logger only mirrors a finished run somewhere else.
   resolved config, the metrics of every duration (W&B step = frames of that prefix), the
   drift curves (per-segment series of the longest duration) as line plots, the video
   (the run's GIF) and a summary table (one row per duration).
+
+``check_logger`` runs before any work: W&B needs its package, and online mode an API key
+(``WANDB_API_KEY`` or the ``~/.netrc`` entry that ``wandb login`` writes).
 """
 
 from __future__ import annotations
 
+import importlib.util
+import netrc
 import os
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from bench.errors import ConfigError
 from bench.registry import Registry
 
 LOGGERS = Registry("logger")
@@ -34,14 +41,42 @@ class RunLogger:
     def close(self) -> None:
         pass
 
+    @classmethod
+    def check(cls, cfg: Any) -> None:
+        """What the logger needs before any work (packages, credentials); nothing by default."""
+
 
 @LOGGERS.register("none")
 class NoLogger(RunLogger):
     pass
 
 
+def wandb_credentials() -> bool:
+    """Whether W&B will find credentials: ``WANDB_API_KEY``, ``WANDB_IDENTITY_TOKEN_FILE``, or a
+    netrc entry (``$NETRC``, else ``~/.netrc``) for the W&B host with a key."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlsplit(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).netloc
+    try:
+        entry = netrc.netrc(os.environ.get("NETRC") or None).authenticators(host)
+    except (OSError, netrc.NetrcParseError):
+        return False
+    return bool(entry and entry[2])
+
+
 @LOGGERS.register("wandb")
 class WandbLogger(RunLogger):
+    @classmethod
+    def check(cls, cfg: Any) -> None:
+        if importlib.util.find_spec("wandb") is None:
+            raise ConfigError("logger.name='wandb': the wandb package is not installed; allowed: logger=none, "
+                              "or install wandb")
+        key = "WANDB_MODE" if os.environ.get("WANDB_MODE") else "logger.mode"
+        mode = os.environ.get("WANDB_MODE") or cfg.mode
+        if mode == "online" and not wandb_credentials():
+            raise ConfigError(f"{key}={mode!r}: no W&B API key (neither WANDB_API_KEY nor a netrc entry from "
+                              "`wandb login`); allowed: offline, disabled, or log in first")
+
     def log_run(self, run_dir: Path, summary: dict, metric_rows: list[dict]) -> None:
         import wandb
         from omegaconf import OmegaConf
@@ -86,3 +121,8 @@ def drift_tables(metric_rows: list[dict]) -> dict[str, Any]:
 
 def build_logger(cfg: Any, run: Any) -> RunLogger:
     return LOGGERS.build(cfg.name, cfg, run)
+
+
+def check_logger(cfg: Any) -> None:
+    """The configured logger's checks (``RunLogger.check``), before any work."""
+    LOGGERS.get(cfg.name).cls.check(cfg)

@@ -3,12 +3,15 @@
 For ``-m`` (multirun) the sweep is expanded exactly as Hydra's basic sweeper does
 (command-line sweeps plus ``hydra.sweeper.params`` from a sweep preset) and every
 combination is composed and validated, so a bad value anywhere in a sweep fails it
-before the first rollout.
+before the first rollout. Every distinct model checkpoint of the jobs is then checked from
+its header (bench/checkpoint_check.py).
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+from dataclasses import asdict
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -16,9 +19,10 @@ from hydra.errors import HydraException
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from bench.checkpoint_check import check_checkpoint
 from bench.config import CONF_DIR, RunConfig, one_line, register_schemas, to_run_config, validate
 from bench.errors import ConfigError
-from bench.models.base import Geometry
+from bench.models.base import Geometry, existing_path
 
 MAX_JOBS = 10_000
 # Launchers whose jobs run on other machines: the device is checked by each job (execute()
@@ -114,8 +118,22 @@ def runs_elsewhere(job: list[str]) -> bool:
     return _compose(job, with_hydra=True).hydra.launcher.get("_target_") in REMOTE_LAUNCHERS
 
 
+def check_checkpoints(runs: list[RunConfig]) -> None:
+    """Check each distinct (model config, checkpoint) of the jobs once, from its header."""
+    seen = set()
+    for run in runs:
+        model = run.model
+        ident = json.dumps(asdict(model), sort_keys=True, default=str)
+        if not model.checkpoint or ident in seen:
+            continue
+        seen.add(ident)
+        file = existing_path(model.checkpoint, "model.checkpoint", "file or folder")
+        check_checkpoint(file, "model.checkpoint", model.checkpoint, model.checkpoint_state())
+
+
 def check_command_line(overrides: list[str], multirun: bool) -> list[RunConfig]:
-    """Compose and validate every job; raises ConfigError (one line) on the first bad one."""
+    """Compose and validate every job, then check their checkpoints; raises ConfigError (one
+    line) on the first bad one."""
     with hydra_context():
         jobs = expand_sweep(overrides) if multirun else [list(overrides)]
         local = not (multirun and runs_elsewhere(jobs[0]))
@@ -124,4 +142,5 @@ def check_command_line(overrides: list[str], multirun: bool) -> list[RunConfig]:
             run = to_run_config(_compose(job))
             validate(run, local=local)
             runs.append(run)
+    check_checkpoints(runs)
     return runs

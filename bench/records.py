@@ -17,7 +17,8 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import torch
 
 import kernels
+from bench.errors import ConfigError
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 VERSIONED_PACKAGES = ("torch", "numpy", "hydra-core", "omegaconf", "triton", "pandas", "diffusers")
@@ -79,17 +81,17 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def read_summary(run_dir: Path) -> dict | None:
+def read_summary_file(path: Path) -> dict | None:
+    """A summary (or failure record) as a dict; None when missing or not a JSON object."""
     try:
-        return json.loads((run_dir / "summary.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        summary = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return summary if isinstance(summary, dict) else None
 
 
-def is_finished(run_dir: Path, frames_needed: int) -> bool:
-    """A finished run with status ok whose rollout covers ``frames_needed`` frames."""
-    summary = read_summary(run_dir)
-    return bool(summary) and summary.get("status") == "ok" and summary.get("frames_generated", 0) >= frames_needed
+def read_summary(run_dir: Path) -> dict | None:
+    return read_summary_file(run_dir / "summary.json")
 
 
 def is_staging(path: Path) -> bool:
@@ -97,19 +99,78 @@ def is_staging(path: Path) -> bool:
     return ".tmp-" in path.name or ".old-" in path.name
 
 
-def remove_stale_stages(final: Path) -> None:
-    """Remove staging directories of ``final`` left by processes that no longer run (a killed sweep)."""
-    for stale in final.parent.glob(f"{final.name}.tmp-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+def _pid_alive(pid: str) -> bool:
+    return not pid.isdigit() or Path(f"/proc/{pid}").exists()
+
+
+def remove_stale_stages(root: Path) -> list[str]:
+    """Remove staging and replaced directories (``.tmp-<pid>``, ``.old-<pid>``) under ``root``
+    left by processes of this machine that no longer run (a killed sweep); returns their names."""
+    removed = []
+    for stale in list(root.glob("*.tmp-*")) + list(root.glob("*.old-*")):
+        if stale.is_dir() and not _pid_alive(stale.name.rsplit("-", 1)[-1]):
             shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale.name)
+    return removed
+
+
+def safe_child(root: Path, name: str) -> Path:
+    """``root / name``, refusing a name that would leave ``root`` (``..``, ``/``, a link)."""
+    path = Path(root) / name
+    if path.resolve().parent != Path(root).resolve() or name in ("", ".", ".."):
+        raise ConfigError(f"run directory name {name!r} leaves out_dir {str(root)!r}; allowed: a plain name inside it")
+    return path
+
+
+LOCK_STALE_S = 600.0  # a claim not refreshed for this long belongs to a process that is gone
+
+
+@contextlib.contextmanager
+def claim(final: Path) -> Iterator[Callable[[], None] | None]:
+    """Claim the run ``final`` for this process: an exclusive ``<run>.lock`` file holding the
+    owner's host and pid. Yields a ``refresh`` callable (call it while working, so the claim
+    stays fresh), or None when a live process holds the claim. A claim whose owner on this
+    host is dead, or that was not refreshed for LOCK_STALE_S seconds, is taken over."""
+    lock = final.with_name(f"{final.name}.lock")
+    owner = json.dumps({"host": platform.node(), "pid": os.getpid()})
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if not _claim_is_stale(lock):
+                yield None
+                return
+            lock.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(owner)
+        break
+    else:
+        yield None
+        return
+    try:
+        yield lambda: os.utime(lock)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _claim_is_stale(lock: Path) -> bool:
+    try:
+        holder = json.loads(lock.read_text() or "{}")
+        age = time.time() - lock.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    except (OSError, ValueError):
+        return False
+    if age > LOCK_STALE_S:
+        return True
+    return holder.get("host") == platform.node() and not _pid_alive(str(holder.get("pid", "")))
 
 
 @contextlib.contextmanager
 def staged_dir(final: Path) -> Iterator[Path]:
     """Yield an empty staging directory; on success it replaces ``final`` (renames only)."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_stages(final)
     stage = final.with_name(f"{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir()

@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.cli_args import Parser
 from bench.errors import ConfigError
+from bench.input_checks import read_text, writable_file
 from bench.records import REPO_DIR, atomic_write_text
 from bench.regress_tolerances import (
     DEFAULT_NAME,
@@ -36,12 +37,14 @@ from bench.regress_tolerances import (
     load_tolerances,
     shown_path,
 )
+from bench.run_dirs import read_run_summary
 
 KEY_COLUMNS = ("method", "prompt", "seed", "seconds")
 CSV_COLUMNS = (*KEY_COLUMNS, "metric", "value")
 # Per-duration system values that do not depend on the machine (timings and memory do).
 SYSTEM_KEYS = ("frames", "chunks", "kv_bytes", "tokens_per_head_mean", "tokens_per_head_max", "tokens_total")
 FAILING = ("REGRESSION", "missing", "failed")
+REGRESS_FIELDS = ("method", "prompt_id", "seed", "durations")  # what a finished run's summary.json must have here
 
 RowKey = tuple[str, str, int, float]  # method, prompt, seed, seconds
 Values = dict[tuple[RowKey, str], float]  # (row, metric) -> value
@@ -73,10 +76,9 @@ def load_results(root: Path, tolerances: Tolerances) -> Results:
     for path in sorted(Path(root).glob("*/summary.json")):
         if ".tmp-" in path.parent.name or ".old-" in path.parent.name:
             continue  # a staging directory, never a result
-        try:
-            summary = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            continue  # being written by a running job: not finished
+        summary = read_run_summary(path.parent, REGRESS_FIELDS)  # not a run summary: reported and skipped
+        if summary is None:
+            continue
         run = (summary.get("method"), summary.get("prompt_id"), summary.get("seed"))
         if None in run:
             continue
@@ -99,22 +101,27 @@ def load_results(root: Path, tolerances: Tolerances) -> Results:
 
 
 def read_reference(path: Path) -> Values:
-    """The reference CSV (columns method, prompt, seed, seconds, metric, value)."""
+    """The reference CSV (columns method, prompt, seed, seconds, metric, value); a missing,
+    binary or malformed file is bad input (a one-line ConfigError), never a regression."""
+    if not Path(path).exists():
+        raise ConfigError(f"reference={str(path)!r}: no such file; create it on purpose with --update")
+    reader = csv.DictReader(io.StringIO(read_text(path, "reference")))
+    allowed = f"allowed: the columns {', '.join(CSV_COLUMNS)}, seed an integer, seconds and value numbers"
     try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"reference={str(path)!r}: no such file; create it on purpose with --update") from None
-    reader = csv.DictReader(io.StringIO(text))
-    if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
-        raise ConfigError(f"reference={str(path)!r}: columns {reader.fieldnames}; allowed: {', '.join(CSV_COLUMNS)}")
+        columns, records = tuple(reader.fieldnames or ()), list(reader)
+    except csv.Error as err:
+        raise ConfigError(f"reference={str(path)!r}: line {reader.line_num}: {err}; {allowed}") from None
+    if columns != CSV_COLUMNS:
+        raise ConfigError(f"reference={str(path)!r}: columns {list(columns)}; allowed: {', '.join(CSV_COLUMNS)}")
     values: Values = {}
-    for line, rec in enumerate(reader, start=2):
+    for line, rec in enumerate(records, start=2):
         try:
+            if None in rec or None in rec.values():
+                raise ValueError("wrong number of fields")
             row = _row_key(rec["method"], rec["prompt"], rec["seed"], rec["seconds"])
             values[(row, rec["metric"])] = float(rec["value"])
         except (TypeError, ValueError):
-            raise ConfigError(f"reference={str(path)!r}: line {line}: {rec}: allowed: seed an integer, "
-                              "seconds and value numbers") from None
+            raise ConfigError(f"reference={str(path)!r}: line {line}: {rec}: {allowed}") from None
     return values
 
 
@@ -233,7 +240,7 @@ def _summary_line(findings: list[Finding], unchanged: int, fail_on_new: bool) ->
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="forcebench regress",
+    parser = Parser(prog="forcebench regress",
                                      description="Compare the runs under RUNS with a committed reference table.")
     parser.add_argument("runs", help="directory holding run directories (one sweep)")
     parser.add_argument("--tolerances", default=str(REPO_DIR / "conf" / "regress" / f"{DEFAULT_NAME}.yaml"),
@@ -253,6 +260,8 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     tolerances = load_tolerances(Path(args.tolerances))
     reference_path = Path(args.reference or REPO_DIR / "results" / "reference" / f"{Path(args.tolerances).stem}.csv")
+    if args.update:
+        writable_file(reference_path, "reference")
     runs = Path(args.runs)
     if args.sweep:
         run_sweep(tolerances.sweep, runs)

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from bench.errors import ConfigError
+from bench.input_checks import read_text
 
 CONFIG_KEYS = ("default", "metrics", "skip", "sweep")
 TOLERANCE_KEYS = ("abs", "rel")
@@ -101,11 +102,11 @@ def _strings(path: str, key: str, value) -> tuple[str, ...]:
 def load_tolerances(path: Path) -> Tolerances:
     """Read and check a tolerance file; any bad key or value is a one-line ConfigError."""
     name = shown_path(path)
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except FileNotFoundError:
+    if not Path(path).exists():
         raise ConfigError(f"tolerances={name!r}: no such file; allowed: a YAML file such as "
-                          f"conf/regress/{DEFAULT_NAME}.yaml") from None
+                          f"conf/regress/{DEFAULT_NAME}.yaml")
+    try:
+        data = yaml.safe_load(read_text(path, "tolerances"))
     except yaml.YAMLError as err:
         raise ConfigError(f"tolerances={name!r}: not valid YAML ({str(err).splitlines()[0]})") from None
     data = {} if data is None else data

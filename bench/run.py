@@ -1,50 +1,54 @@
 """Run entry point (Hydra): build the backbone and the method, roll out, write run directories.
 
-One run directory per (model, method and its parameters, prompt entry, seed). The rollout
-goes to the longest requested duration; every shorter duration is summarised from its
-prefix (and scored on it by the metric suite). Files: config.yaml, meta.json, frames.npy,
-video.gif, chunks.csv, cache_heads.csv, metrics.csv, summary.json (written last: its
-presence with status ok marks a finished run; a failed run's summary carries its status).
+One run directory per generation key (bench/run_identity.py: model and weights, method and
+its parameters, prompt entry, seed, sampler). The rollout goes to the longest requested
+duration; every shorter duration is scored on its prefix. A rerun does only the missing
+work: a longer rollout when more frames are needed, else the missing (duration, metric
+family) pairs scored from the saved frames; rows already there are kept. A run is claimed
+with a lock file first, so concurrent sweeps never compute it twice. Files: see
+bench/run_files.py.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
-from dataclasses import asdict
+import shutil
 from pathlib import Path
 
 import hydra
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 import kernels
-from bench.config import (
-    CONF_DIR,
-    PromptEntry,
-    RunConfig,
-    register_schemas,
-    to_run_config,
-    validate,
-)
+from bench.config import CONF_DIR, PromptEntry, RunConfig, register_schemas, to_run_config, validate
 from bench.loggers import RunLogger, build_logger
-from bench.models.base import build_backbone, resolve_path
+from bench.models.base import build_backbone
 from bench.records import (
     atomic_write_text,
-    file_digest,
-    is_finished,
+    claim,
     provenance,
     read_summary,
+    read_summary_file,
+    remove_stale_stages,
     run_name,
+    safe_child,
     staged_dir,
     write_json,
 )
 from bench.rollout import Rollout, frame_timeline, generate
+from bench.run_files import (
+    csv_text,
+    merge_rows,
+    read_metric_rows,
+    read_rollout,
+    scalar_metrics,
+    write_rollout,
+)
+from bench.run_identity import Plan, plan_work, run_key, scoring_spec
 from bench.sampler import FlowSampler
-from bench.video import save_gif, save_npy, to_uint8
+from bench.video import from_uint8, to_uint8
 from bench.world import OTHER_SEED_OFFSET, simulate
 from methods.base import build_method
 from metrics.base import VideoMeta
@@ -53,21 +57,6 @@ from metrics.system import LATENCY_INCLUDES, system_summary
 
 log = logging.getLogger("forcebench")
 register_schemas()
-
-
-def run_key(run: RunConfig, prompt: PromptEntry) -> dict:
-    """What determines a run's frames: model (and its weights' digest), method, prompt, seed, sampler."""
-    return {
-        "model": asdict(run.model),
-        "weights_sha1": file_digest(resolve_path(run.model.checkpoint)) if run.model.checkpoint else None,
-        "method": run.method.params(),
-        "prompt": asdict(prompt),
-        "seed": run.seed,
-        "sampler": {"kind": run.sampler, "steps": run.steps},
-        "dtype": run.dtype,
-        "prefix_frames": run.prefix(),
-        **({"prefix_source": run.prefix_source} if run.prefix_source != "ground_truth" else {}),
-    }
 
 
 def ground_truth_prefix(run: RunConfig, prompt: PromptEntry) -> torch.Tensor | None:
@@ -82,55 +71,41 @@ def ground_truth_prefix(run: RunConfig, prompt: PromptEntry) -> torch.Tensor | N
     return torch.from_numpy(truth.frames)[None] * 2 - 1
 
 
-def _csv(rows: list[dict]) -> str:
-    if not rows:
-        return ""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
-def score_prefixes(suite: Suite, run: RunConfig, prompt: PromptEntry, rollout: Rollout, name: str) -> list[dict]:
-    """Long-form metric rows for every requested duration (each scored on its prefix)."""
+def score_plan(suite: Suite, run: RunConfig, prompt: PromptEntry, rollout: Rollout, name: str, plan: Plan) -> list[dict]:
+    """Long-form metric rows of the planned (duration, family) pairs, each duration scored on
+    its prefix of the saved (uint8) frames."""
     g = run.geometry()
-    frames = rollout.frames.float().clamp(0, 1)
     rows = []
     for seconds, n in zip(run.durations, run.frames()):
+        families = plan.score.get(float(seconds), [])
+        if not families:
+            continue
         meta = VideoMeta(fps=g.fps, prompts=prompt.timeline(), frames_per_chunk=g.frames_per_chunk,
                          prefix_frames=run.prefix(), seed=run.seed, model=run.model.name, chunks=rollout.chunks)
-        rows += [{"run": name, "seconds": seconds, "frames": n, **row} for row in suite.score(frames[:n], meta)]
+        rows += [{"run": name, "seconds": seconds, "frames": n, **row}
+                 for row in suite.score(rollout.frames[:n], meta, families)]
     return rows
 
 
-def write_run(stage: Path, run: RunConfig, key: dict, rollout: Rollout, meta: dict, metric_rows: list[dict],
-              suite: Suite) -> dict:
-    """Write every file of a finished rollout into ``stage``; returns the summary."""
+def summarise(run: RunConfig, name: str, key: dict, rollout: Rollout, rows: list[dict], plan: Plan,
+              old: dict | None, suite: Suite) -> dict:
+    """summary.json: per duration (recorded before or requested now) the system numbers, the
+    whole-video metric values and what scored them."""
     g = run.geometry()
-    atomic_write_text(stage / "config.yaml", OmegaConf.to_yaml(OmegaConf.structured(run)))
-    frames = to_uint8(rollout.frames)
-    save_npy(stage / "frames.npy", frames)
-    save_gif(stage / "video.gif", frames, fps=g.fps)
-    atomic_write_text(stage / "chunks.csv", _csv([
-        {"chunk": c.index, "frame_start": c.frame_start, "frame_end": c.frame_end,
-         "prompt_index": c.prompt_index, "wall_s": f"{c.wall_s:.6f}", "kv_bytes": c.kv_bytes,
-         "tokens_total": int(c.tokens.sum()), "tokens_per_head_min": int(c.tokens.min()),
-         "tokens_per_head_max": int(c.tokens.max())}
-        for c in rollout.chunks]))
-    atomic_write_text(stage / "cache_heads.csv", _csv([
-        {"chunk": c.index, "layer": layer, "head": head, "tokens": int(c.tokens[layer, head])}
-        for c in rollout.chunks for layer in range(g.layers) for head in range(g.heads)]))
-    atomic_write_text(stage / "metrics.csv", _csv(metric_rows))
-    durations = []
-    for seconds, frames_needed in zip(run.durations, run.frames()):
-        scalars = {r["metric"]: r["value"] for r in metric_rows
-                   if r["seconds"] == seconds and r["segment"] == -1 and r["status"] == "ok"}
-        durations.append({"seconds_requested": seconds, **system_summary(rollout.chunks, frames_needed, g.fps),
-                          "metrics": scalars})
-    summary = {
+    spec = scoring_spec(run.metrics)
+    scoring = {float(d["seconds_requested"]): (d["frames"], d.get("scoring", {})) for d in (old or {}).get("durations", [])}
+    for seconds, n in zip(run.durations, run.frames()):
+        done = dict(scoring.get(float(seconds), (n, {}))[1])
+        for family in plan.score.get(float(seconds), []):
+            done[family] = {**spec[family], "status": "unavailable" if family in suite.unavailable else "scored"}
+        scoring[float(seconds)] = (n, done)
+    durations = [{"seconds_requested": seconds, **system_summary(rollout.chunks, frames, g.fps),
+                  "metrics": scalar_metrics(rows, seconds), "scoring": done}
+                 for seconds, (frames, done) in sorted(scoring.items())]
+    families = {f: s["version"] for d in durations for f, s in d["scoring"].items() if s["status"] == "scored"}
+    return {
         "status": "ok",
-        "run": meta["run"],
+        "run": name,
         "model": run.model.name,
         "method": run.method.shown_name,
         "method_params": run.method.params(),
@@ -138,15 +113,12 @@ def write_run(stage: Path, run: RunConfig, key: dict, rollout: Rollout, meta: di
         "seed": run.seed,
         "frames_generated": int(rollout.frames.shape[0]),
         "rounding": f"durations rounded up to whole chunks of {g.frames_per_chunk} frames at {g.fps:g} frames/s",
-        "metrics_version": suite.versions(),
+        "metrics_version": families,
         "metrics_unavailable": suite.unavailable,
         "encoders": suite.encoders,
         "latency_includes": LATENCY_INCLUDES,
         "durations": durations,
     }
-    write_json(stage / "meta.json", meta)
-    write_json(stage / "summary.json", summary)  # last: marks the run finished
-    return summary
 
 
 class NonFiniteError(RuntimeError):
@@ -175,57 +147,120 @@ def record_failure(final: Path, name: str, key: dict, err: BaseException, device
     return summary
 
 
+def realise(run: RunConfig, prompt: PromptEntry, key: dict, final: Path, plan: Plan, old: dict | None,
+            parts: tuple, on_chunk) -> tuple[dict, list[dict]]:
+    """Do ``plan`` for one run directory and replace it (staged) with the result; returns the
+    summary and every metric row. ``parts``: (model, method, sampler, suite, device)."""
+    model, method, sampler, suite, device = parts
+    g, name = run.geometry(), final.name
+    finished = bool(old) and old.get("status") == "ok"
+    rollout = None if plan.generate else read_rollout(final, g.layers, g.heads)
+    meta = None
+    if rollout is None:  # roll out (also when the saved rollout cannot be read back)
+        plan = Plan(True, {float(d): suite.names() for d in run.durations})
+        frames = max(max(run.frames()), old.get("frames_generated", 0) if finished else 0)
+        rollout = generate(model, method, prompt.timeline(), frames, run.seed, sampler, on_chunk=on_chunk,
+                           prefill=ground_truth_prefix(run, prompt))
+        if not torch.isfinite(rollout.frames).all():
+            raise NonFiniteError(f"the rollout produced non-finite frames ({name})")
+        rollout = Rollout(from_uint8(to_uint8(rollout.frames)), rollout.chunks, rollout.prompt_encode_s)
+        meta = {"run": name, "key": key, "method_repr": repr(method),
+                "model_repr": f"{type(model).__name__}({sum(p.numel() for p in model.parameters())} parameters)",
+                "weights": run.model.checkpoint or f"random init (init_seed={getattr(run.model, 'init_seed', None)})",
+                "prompt_encode_s": rollout.prompt_encode_s, **provenance(device)}
+    rows = merge_rows(read_metric_rows(final) if finished else [], score_plan(suite, run, prompt, rollout, name, plan))
+    summary = summarise(run, name, key, rollout, rows, plan, old if finished else None, suite)
+    with staged_dir(final) as stage:
+        if meta is None:
+            for file in final.iterdir():
+                if file.name not in ("metrics.csv", "summary.json"):
+                    shutil.copy2(file, stage / file.name)
+        else:
+            write_rollout(stage, run, rollout, meta)
+        atomic_write_text(stage / "metrics.csv", csv_text(rows))
+        write_json(stage / "summary.json", summary)  # last: marks the run finished
+    log.info("done %s (%s): %d frames, %.1f ms/chunk, %.2f MiB KV", name, plan.describe(), summary["frames_generated"],
+             1000 * summary["durations"][-1]["latency_mean_s"], summary["durations"][-1]["kv_mib"])
+    return summary, rows
+
+
+def check_requests(run: RunConfig, unavailable: set[str] = frozenset()) -> list[tuple[PromptEntry, dict, Path]]:
+    """(prompt, generation key, run directory) of every selected prompt, after checking that the
+    request can be done there (a safe name, no metric scored differently); ConfigError if not."""
+    spec, jobs = scoring_spec(run.metrics), []
+    for prompt in run.prompts.selected():
+        key = run_key(run, prompt)
+        final = safe_child(Path(run.out_dir), run_name(key))
+        plan_work(read_summary(final), max(run.frames()), run.durations, spec, unavailable, run.force, final.name)
+        jobs.append((prompt, key, final))
+    return jobs
+
+
 def execute(run: RunConfig, logger: RunLogger | None = None) -> list[Path]:
-    """Run every selected prompt of ``run``; returns the run directories (finished, skipped
-    or failed). A failed run is recorded with its status and the others go on."""
+    """Do every selected prompt's missing work; returns the run directories (finished, skipped
+    or failed). A failed run is recorded with its status and the others go on; a run another
+    live process has claimed is left to it."""
     validate(run)
     device = torch.device(run.device)
     kernels.set_backend(None if run.attention == "auto" else run.attention)
     g = run.geometry()
-    num_frames = max(run.frames())
     model = build_backbone(run.model).to(device=device, dtype=run.torch_dtype).eval()
     method = build_method(run.method, g, dtype=run.torch_dtype, device=device)
     sampler = FlowSampler(run.steps, model.default_shift, run.sampler)
     suite = build_suite(run.metrics, device)  # with metrics.strict, missing weights fail here, before any rollout
+    spec, unavailable = scoring_spec(run.metrics), set(suite.unavailable)
+    out = Path(run.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for removed in remove_stale_stages(out):
+        log.info("removed %s (left by a killed run)", removed)
+    jobs = check_requests(run, unavailable)
     logger = logger or build_logger(run.logger, run)
     quiet = not run.progress or bool(os.environ.get("CI"))
-    out_dirs = []
-    prompts = run.prompts.selected()
-    for prompt in tqdm(prompts, desc=f"runs of {run.method.name}", unit="run", disable=quiet or len(prompts) < 2):
-        key = run_key(run, prompt)
-        name = run_name(key)
-        final = Path(run.out_dir) / name
-        out_dirs.append(final)
-        if is_finished(final, num_frames) and not run.force:
-            log.info("skip %s (finished)", name)
-            continue
-        bar = tqdm(total=num_frames // g.frames_per_chunk, desc=f"{method.config.name}:{prompt.id}",
-                   unit="chunk", disable=quiet, leave=False)
-        try:
-            with staged_dir(final) as stage:
-                rollout = generate(model, method, prompt.timeline(), num_frames, run.seed, sampler,
-                                   on_chunk=lambda _, bar=bar: bar.update(),
-                                   prefill=ground_truth_prefix(run, prompt))
-                if not torch.isfinite(rollout.frames).all():
-                    raise NonFiniteError(f"the rollout produced non-finite frames ({name})")
-                meta = {"run": name, "key": key, "method_repr": repr(method),
-                        "model_repr": f"{type(model).__name__}({sum(p.numel() for p in model.parameters())} parameters)",
-                        "weights": run.model.checkpoint or f"random init (init_seed={getattr(run.model, 'init_seed', None)})",
-                        "prompt_encode_s": rollout.prompt_encode_s, **provenance(device)}
-                rows = score_prefixes(suite, run, prompt, rollout, name)
-                summary = write_run(stage, run, key, rollout, meta, rows, suite)
-        except Exception as err:  # recorded; the sweep goes on (KeyboardInterrupt and kills are not caught)
-            summary = record_failure(final, name, key, err, device)
-            log.error("%s %s: %s", summary["status"], name, summary["message"])
-            continue
-        finally:
-            bar.close()
+    for prompt, key, final in tqdm(jobs, desc=f"runs of {run.method.name}", unit="run", disable=quiet or len(jobs) < 2):
+        with claim(final) as refresh:
+            if refresh is None:
+                log.info("skip %s (claimed by another running process)", final.name)
+                continue
+            old = read_summary(final)  # read again under the claim: another process may have finished it
+            plan = plan_work(old, max(run.frames()), run.durations, spec, unavailable, run.force, final.name)
+            if not plan:
+                log.info("skip %s (finished)", final.name)
+                continue
+            bar = tqdm(total=max(run.frames()) // g.frames_per_chunk, desc=f"{method.config.name}:{prompt.id}",
+                       unit="chunk", disable=quiet, leave=False)
+
+            def on_chunk(_, bar=bar, refresh=refresh):
+                bar.update()
+                refresh()
+
+            try:
+                summary, rows = realise(run, prompt, key, final, plan, old, (model, method, sampler, suite, device),
+                                        on_chunk)
+            except Exception as err:  # recorded; the sweep goes on (KeyboardInterrupt and kills are not caught)
+                summary = record_failure(final, final.name, key, err, device)
+                log.error("%s %s: %s", summary["status"], final.name, summary["message"])
+                continue
+            finally:
+                bar.close()
+        final.with_name(f"{final.name}.failed.json").unlink(missing_ok=True)
         logger.log_run(final, summary, rows)
-        last = summary["durations"][-1]
-        log.info("done %s: %d frames, %.1f ms/chunk, %.2f MiB KV", name, summary["frames_generated"],
-                 1000 * last["latency_mean_s"], last["kv_mib"])
     logger.close()
-    return out_dirs
+    return [final for _, _, final in jobs]
+
+
+def failed_runs(runs: list[RunConfig]) -> list[str]:
+    """One line per run of ``runs`` whose directory holds a failure (status and reason), after a sweep."""
+    lines = []
+    for run in runs:
+        for prompt in run.prompts.selected():
+            final = Path(run.out_dir) / run_name(run_key(run, prompt))
+            failure = read_summary(final) or {}
+            beside = final.with_name(f"{final.name}.failed.json")
+            if beside.exists():
+                failure = read_summary_file(beside)
+            if failure.get("status", "ok") != "ok":
+                lines.append(f"{final.name}: {failure['status']}: {failure.get('message', '')}")
+    return lines
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")

@@ -5,6 +5,10 @@ status ok; failed, unfinished and staging directories are counted and left out) 
 ``Runs``: one row per (run, requested seconds) with the system numbers and whole-prefix
 metric values, the per-segment series from ``metrics.csv``, and each metric's direction.
 ``per_video(runs, key)`` gives one value per video (method, seconds, prompt, seed).
+``read_run_summary(run_dir)`` is the one reader of a ``summary.json`` (``forcebench table``
+and ``regress`` use it too): a file that is not a run summary (binary, malformed JSON, a
+list, a finished summary without the fields the reports read) is reported as one warning
+line on stderr naming it, and that run directory is skipped.
 
 Methods whose name starts with ``control_`` are negative controls (methods/controls/); the
 prefix is spelled here too so that reading runs does not import the methods (and torch).
@@ -13,6 +17,7 @@ prefix is spelled here too so that reading runs does not import the methods (and
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +27,9 @@ import pandas as pd
 from bench.errors import require
 
 CONTROL_PREFIX = "control_"
+SUMMARY_FIELDS = ("run", "model", "method", "prompt_id", "seed", "durations")  # of a finished (status ok) run
+METRIC_COLUMNS = ("metric", "higher_is_better", "segment", "seconds", "start_s", "end_s", "value", "status")
+NUMERIC_COLUMNS = ("segment", "seconds", "start_s", "end_s")
 
 # Display label and factor applied to the per-video value (raw key -> shown unit).
 UNITS = {
@@ -99,10 +107,90 @@ def method_labels(entries: list[tuple[str, dict]]) -> list[str]:
 
 
 def read_json(path: Path) -> dict | None:
+    """A JSON object file as a dict; None when missing, unreadable or not a JSON object."""
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
+    return data if isinstance(data, dict) else None
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr; the command goes on."""
+    print(f"forcebench: warning: {message}", file=sys.stderr)
+
+
+def _number(value: object) -> bool:
+    """An int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def summary_problem(summary: dict, required: tuple[str, ...] = SUMMARY_FIELDS) -> str | None:
+    """Why ``summary`` cannot be read as a run's summary with the ``required`` fields when its
+    status is ok; None when it can."""
+    if not isinstance(summary.get("status"), str):
+        return "no status string"
+    if "seed" in summary and not (isinstance(summary["seed"], int) and not isinstance(summary["seed"], bool)):
+        return f"seed {summary['seed']!r} is not an integer"
+    if summary["status"] != "ok":
+        return None
+    missing = [k for k in dict.fromkeys((*required, "durations")) if k not in summary]
+    if missing:
+        return f"status ok without {', '.join(missing)}"
+    durations = summary["durations"]
+    if not isinstance(durations, list) or not durations:
+        return "durations is not a non-empty list"
+    for d in durations:
+        if not isinstance(d, dict) or not _number(d.get("seconds_requested")) or not isinstance(
+                d.get("metrics", {}), dict):
+            return f"duration {repr(d)[:80]} lacks seconds_requested or has no metrics object"
+        bad = [k for k, v in d.get("metrics", {}).items() if v is not None and not _number(v)]
+        if bad:
+            return f"metric {bad[0]!r} has the non-number value {d['metrics'][bad[0]]!r}"
+    return None
+
+
+def read_run_summary(run_dir: Path, required: tuple[str, ...] = SUMMARY_FIELDS) -> dict | None:
+    """The run directory's summary.json as a dict; None when there is none, or (after one
+    warning line naming it) when it is not a run summary with the ``required`` fields."""
+    path = run_dir / "summary.json"
+    if not path.exists():
+        return None
+    try:
+        summary = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError) as err:
+        warn(f"{path}: unreadable or binary ({type(err).__name__}); run directory skipped")
+        return None
+    except json.JSONDecodeError as err:
+        warn(f"{path}: not valid JSON ({err.msg} at line {err.lineno}); run directory skipped")
+        return None
+    if not isinstance(summary, dict):
+        warn(f"{path}: a JSON {type(summary).__name__}, not an object; run directory skipped")
+        return None
+    problem = summary_problem(summary, required)
+    if problem:
+        warn(f"{path}: {problem}; run directory skipped")
+        return None
+    return summary
+
+
+def read_metrics_csv(path: Path) -> pd.DataFrame | None:
+    """A run's metrics.csv (its ok rows); None when missing or empty, or (after one warning
+    line naming it) when it is not a metrics table."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    try:
+        long = pd.read_csv(path)
+        missing = [c for c in METRIC_COLUMNS if c not in long.columns]
+        if missing:
+            raise ValueError(f"no column {missing[0]!r}")
+        long = long[long.status == "ok"]
+        long[list(NUMERIC_COLUMNS)].astype(float)
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        warn(f"{path}: not a metrics table ({reason}); its per-segment series left out")
+        return None
+    return long
 
 
 def load(root: Path) -> Runs:
@@ -112,8 +200,9 @@ def load(root: Path) -> Runs:
             "directories (the out_dir of forcebench run)")
     finished, excluded, entries = [], [], []
     for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
-        summary = read_json(run_dir / "summary.json")
-        if not summary or summary.get("status") != "ok" or ".tmp-" in run_dir.name or ".old-" in run_dir.name:
+        staging = ".tmp-" in run_dir.name or ".old-" in run_dir.name
+        summary = None if staging else read_run_summary(run_dir)
+        if not summary or summary.get("status") != "ok":
             excluded.append(run_dir.name)
             continue
         finished.append(run_dir)
@@ -135,10 +224,8 @@ def load(root: Path) -> Runs:
         git = meta.get("git") or {}
         if git.get("commit"):
             provenance[f"git {git['commit'][:12]}{' (dirty)' if git.get('dirty') else ''}"] += 1
-        csv_path = run_dir / "metrics.csv"
-        if csv_path.exists():
-            long = pd.read_csv(csv_path)
-            long = long[long.status == "ok"]
+        long = read_metrics_csv(run_dir / "metrics.csv")
+        if long is not None:
             for key, hib in long.groupby("metric", sort=False)["higher_is_better"].first().items():
                 directions.setdefault(key, parse_direction(hib))
             seg = long[long.segment >= 0]

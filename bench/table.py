@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from bench.records import is_staging
+from bench.run_dirs import read_run_summary
 
 COLUMNS = {
     "latency_mean_s": ("ms/chunk", 1000.0),
@@ -17,13 +17,14 @@ COLUMNS = {
 
 
 def load_runs(root: Path) -> pd.DataFrame:
-    """One row per (run, duration) from every finished ``summary.json`` under ``root``."""
+    """One row per (run, duration) from every finished ``summary.json`` under ``root`` (one that
+    is not a run summary is reported on stderr and skipped: bench/run_dirs.py)."""
     rows = []
     for path in sorted(Path(root).glob("*/summary.json")):
         if is_staging(path.parent):
             continue
-        summary = json.loads(path.read_text())
-        if summary.get("status") != "ok":
+        summary = read_run_summary(path.parent)
+        if summary is None or summary.get("status") != "ok":
             continue
         for d in summary["durations"]:
             d = dict(d)

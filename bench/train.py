@@ -31,8 +31,10 @@ import torch
 from safetensors.torch import load_file, save
 from tqdm import tqdm
 
-from bench.cli_args import add_fields, build
+from bench.checkpoint_check import check_checkpoint, read_header
+from bench.cli_args import Parser, add_fields, build, parse_overrides
 from bench.errors import ConfigError, require
+from bench.input_checks import read_text, writable_file
 from bench.models.attention import teacher_forcing_mask
 from bench.models.toy import ToyConfig, ToyDiT
 from bench.records import atomic_write_bytes, save_weights, write_json
@@ -142,9 +144,18 @@ def save_state(out: Path, model: ToyDiT, opt: torch.optim.Optimizer, step: int,
 
 def load_state(out: Path, model: ToyDiT, opt: torch.optim.Optimizer,
                rng: np.random.Generator) -> tuple[int, list[float], list[dict]]:
-    """Restore what ``save_state`` wrote; returns (step, losses, diagnostics)."""
+    """Restore what ``save_state`` wrote; returns (step, losses, diagnostics). Files that
+    cannot be read back are one-line errors (start over with --fresh)."""
     tensor_file, json_file = state_paths(out)
-    meta = json.loads(json_file.read_text())
+    check_checkpoint(out, "--out", str(out), model.state_dict())
+    read_header(tensor_file, "--out", str(tensor_file))
+    try:
+        meta = json.loads(read_text(json_file, "--out"))
+    except json.JSONDecodeError:
+        meta = None
+    if not isinstance(meta, dict) or not all(k in meta for k in ("step", "param_groups", "rng", "losses")):
+        raise ConfigError(f"--out={str(out)!r}: the training state {json_file.name} is not readable; "
+                          "allowed: a state written by this command, or --fresh")
     tensors = load_file(str(tensor_file))
     model.load_state_dict(load_file(str(out)))
     state: dict[int, dict[str, torch.Tensor]] = {}
@@ -213,9 +224,7 @@ def train_backbone(model_cfg: ToyConfig, cfg: TrainConfig, out: Path, resume: bo
 
 
 def main(argv: list[str]) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="forcebench train backbone")
+    parser = Parser(prog="forcebench train backbone")
     add_fields(parser, TrainConfig)
     parser.add_argument("--out", default="runs/train/toy_dit.safetensors")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing training state")
@@ -223,15 +232,13 @@ def main(argv: list[str]) -> int:
                         help="allow --out inside the shipped weights folder bench/models/weights/")
     parser.add_argument("--model", nargs="*", default=[], help="model overrides key=value (sizes)")
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    out = writable_file(args.out, "--out")
     if out.suffix != ".safetensors":
         raise ConfigError(f"--out={args.out!r}: allowed: a path ending in .safetensors")
     if SHIPPED_DIR in out.resolve().parents and not args.overwrite_shipped:
         raise ConfigError(f"--out={args.out!r} is in the shipped weights folder; allowed: another path, "
                           f"or --overwrite-shipped")
-    fields = ToyConfig.__dataclass_fields__
-    overrides = {k: type(fields[k].default)(v) for k, v in (o.split("=", 1) for o in args.model)}
-    model_cfg = ToyConfig(**overrides)
+    model_cfg = ToyConfig(**parse_overrides(args.model, ToyConfig, "--model", exclude=("name",)))
     cfg = build(TrainConfig, args)
     log = train_backbone(model_cfg, cfg, out, resume=not args.fresh)
     print(json.dumps(log, indent=2))

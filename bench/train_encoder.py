@@ -7,7 +7,6 @@ positives). Retrieval accuracy is measured on videos with seeds training never u
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bench.cli_args import add_fields, build
+from bench.cli_args import Parser, add_fields, build
 from bench.records import save_weights, write_json
 from bench.world import random_scene, simulate
 from metrics.encoders import ToyClip, ToyClipConfig
@@ -116,7 +115,7 @@ def train_encoder(cfg: EncoderTrainConfig, out: Path, eval_prompts: list[str], e
 def main(argv: list[str]) -> int:
     from bench.prompt_sets import load_prompt_set
 
-    parser = argparse.ArgumentParser(prog="forcebench train encoder")
+    parser = Parser(prog="forcebench train encoder")
     add_fields(parser, EncoderTrainConfig)
     parser.add_argument("--out", default="bench/models/weights/toy_clip.safetensors")
     parser.add_argument("--prompts", default="toy", help="prompt set whose prompts are retrieved")

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.cli_args import Parser
 from bench.errors import ConfigError, require
+from bench.input_checks import writable_dir
 from bench.records import atomic_write_text, write_json
 from bench.run_dirs import CONTROL_PREFIX, Runs, load, per_video
 from bench.stats import PERMUTATIONS, Paired, paired_comparison
@@ -215,7 +217,7 @@ def pair_record(c: PairCheck) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="forcebench validate", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="forcebench validate", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", help="directory holding run directories (out_dir of forcebench run)")
     p.add_argument("--metric", default=DEFAULT_METRIC, help=f"metric key to test on (default: {DEFAULT_METRIC})")
     p.add_argument("--seconds", type=float, default=60.0, help="duration the videos are paired at (default: 60)")
@@ -232,6 +234,8 @@ def main(argv: list[str]) -> int:
     """``forcebench validate``: 0 when every control is beaten, 1 when one is not, 2 on bad input."""
     args = build_parser().parse_args(argv)
     require(args.bootstrap >= 1, "--bootstrap", args.bootstrap, "allowed: an integer >= 1")
+    if args.out:
+        writable_dir(args.out, "--out")
     runs = load(Path(args.runs))
     check_inputs(runs, args.metric, args.seconds, args.alpha)  # before the references: the more basic errors first
     references, _ = resolve_references(runs, args.references, strict=True)

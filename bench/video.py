@@ -31,3 +31,8 @@ def save_gif(path: Path, frames: np.ndarray, fps: float, scale: int = 4) -> None
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
                    duration=int(round(1000 / fps)), loop=0)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def from_uint8(frames: np.ndarray) -> torch.Tensor:
+    """[T, H, W, 3] uint8 -> [T, 3, H, W] float32 in [0, 1]: the frames as saved, which is what is scored."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255

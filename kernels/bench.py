@@ -18,7 +18,6 @@ on a CPU only under its interpreter, which is for tests, not timing. GPU numbers
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import statistics
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.cli_args import Parser
 from bench.errors import ConfigError
 from bench.models.base import Geometry
 from bench.preflight import compose_run_config, model_geometry
@@ -210,7 +210,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="forcebench bench-kernels", description=__doc__.split("\n\n")[0])
+    parser = Parser(prog="forcebench bench-kernels", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", default=None, choices=["toy", "wan", "all"],
                         help="shapes to run (default: all on CUDA, toy on a CPU)")
     parser.add_argument("--dtype", default=None, choices=list(DTYPES), help="default: bfloat16 on CUDA, float32 on a CPU")

@@ -21,7 +21,7 @@ from bench.errors import ConfigError, require
 from bench.models.base import Geometry
 from methods.base import KIND_SINK, METHODS, CacheMethod, LayerStore
 from methods.bounded import BoundedConfig, repacked_positions
-from methods.head_forcing.roles import TOY_ROLE_MAP, existing_role_map, load_role_map
+from methods.head_forcing.roles import TOY_ROLE_MAP, existing_role_map, load_role_map, role_map_stat
 
 
 @dataclass
@@ -41,7 +41,7 @@ class TwoTierConfig(BoundedConfig):
     def scores(self, geometry: Geometry) -> np.ndarray:
         """[L, H] criticality: the profiled attention mass beyond the last ``local_frames``."""
         file = existing_role_map(self.role_map)
-        score = 1 - np.array(load_role_map(file)["stats"]["local_mass"])
+        score = 1 - role_map_stat(load_role_map(file), "local_mass", self.role_map)
         if score.shape != (geometry.layers, geometry.heads):
             raise ConfigError(f"method.role_map={self.role_map!r} has {score.shape} heads; the model has "
                               f"{(geometry.layers, geometry.heads)}")

@@ -14,6 +14,7 @@ metric left out on purpose (``omitted: <why>``). Aggregation across videos is by
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -73,11 +74,13 @@ class Suite:
     encoders: dict[str, dict]  # encoder name -> what was loaded (name, weights file)
     segment_seconds: float = SEGMENT_SECONDS
 
-    def score(self, frames: torch.Tensor, meta: VideoMeta) -> list[dict]:
-        """frames [T, C, H, W] in [0, 1] -> long-form rows for every metric (see long_rows)."""
+    def score(self, frames: torch.Tensor, meta: VideoMeta, families: Collection[str] | None = None) -> list[dict]:
+        """frames [T, C, H, W] in [0, 1] -> long-form rows for every metric (see long_rows), or
+        for the metric families named in ``families``."""
         meta.segment_seconds = self.segment_seconds
+        wanted = set(self.names() if families is None else families)
         rows = []
-        for metric in self.metrics:
+        for metric in (m for m in self.metrics if m.name in wanted):
             metric.reset()
             try:
                 metric.update(frames, meta)
@@ -88,8 +91,13 @@ class Suite:
             rows.extend({**r, "status": "ok"} for r in long_rows(output, metric))
             rows.extend(status_row(metric.name, metric.version, f"omitted: {why}", key)
                         for key, why in output.omitted.items())
-        rows.extend(status_row(name, "", f"unavailable: {reason}") for name, reason in self.unavailable.items())
+        rows.extend(status_row(name, "", f"unavailable: {reason}") for name, reason in self.unavailable.items()
+                    if name in wanted)
         return rows
+
+    def names(self) -> list[str]:
+        """Every enabled family: the built ones and the unavailable ones."""
+        return [m.name for m in self.metrics] + list(self.unavailable)
 
     def versions(self) -> dict[str, str]:
         return {m.name: m.version for m in self.metrics}

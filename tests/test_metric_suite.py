@@ -11,7 +11,7 @@ import torch
 from conftest import TINY_OVERRIDES
 
 from bench.errors import ConfigError
-from bench.preflight import check_command_line
+from bench.preflight import check_command_line, compose_run_config
 from bench.run import execute
 from bench.world import simulate
 from metrics.base import VideoMeta
@@ -85,8 +85,10 @@ def test_a_run_writes_long_form_metrics_per_duration(tmp_path):
 
 
 def test_strict_metrics_fail_before_anything_is_generated(tmp_path):
-    (run,) = check_command_line([*TINY_OVERRIDES, "metrics=toy", "metrics.strict=true", "durations=[1]", "steps=1",
-                                 "prompts=toy_smoke", f"out_dir={tmp_path}", "progress=false"], multirun=False)
+    overrides = [*TINY_OVERRIDES, "metrics=toy", "metrics.strict=true", "durations=[1]", "steps=1",
+                 "prompts=toy_smoke", f"out_dir={tmp_path}", "progress=false"]
     with pytest.raises(ConfigError, match="metric 'lpips' is unavailable: .*lpips_alex"):
-        execute(run)
+        check_command_line(overrides, multirun=False)  # in the preflight, before any job starts
+    with pytest.raises(ConfigError, match="metric 'lpips' is unavailable: .*lpips_alex"):
+        execute(compose_run_config(overrides))  # and again when a job is started without it
     assert not any(tmp_path.iterdir())

@@ -10,6 +10,7 @@ one-line errors naming the path. The UMT5 text encoder: tests/test_wan_text_enco
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 import pytest
@@ -298,8 +299,11 @@ def test_perf_backbone_paths(tmp_path, vae_folder):
     assert rows["full", 4.5]["kv_cache_mib"] == pytest.approx(3 * rows["full", 1.5]["kv_cache_mib"])
     assert rows["head_forcing", 4.5]["kv_cache_mib"] < rows["full", 4.5]["kv_cache_mib"]
     for r in rows.values():
-        assert 0 < r["video_fps_with_decode"] < r["video_fps"] == pytest.approx(4 * r["frames"] / (
-            r["chunks"] * r["chunk_latency_median_s"]), rel=0.5)
+        assert 0 < r["video_fps_with_decode"] < r["video_fps"]
+        # FPS is frames over the summed chunk times, and at least half the chunks take the median or longer
+        # (a bound that holds under any load, unlike a ratio to the median)
+        assert r["video_fps"] <= 4 * r["frames"] / (math.ceil(r["chunks"] / 2) * r["chunk_latency_median_s"]) * (1 + 1e-9)
+        assert r["video_fps"] <= 4 * r["frames"] / r["first_chunk_latency_s"] * (1 + 1e-9)
         assert r["chunk_latency_p95_s"] >= r["chunk_latency_median_s"] > 0
     assert "| head_forcing | 4.5 | 6 |" in (tmp_path / "perf" / "backbone_cpu_wan_tiny.md").read_text()
 

@@ -17,8 +17,10 @@ from typing import Any
 
 import torch
 from omegaconf import MISSING
+from safetensors.torch import load_file
 from torch import nn
 
+from bench.checkpoint_check import check_checkpoint
 from bench.errors import ConfigError
 from bench.registry import Registry
 from kernels import RaggedKV, Rope3D, rope_split
@@ -103,6 +105,15 @@ class ModelConfig:
         """Checks done before any work: the configured checkpoint must exist."""
         if self.checkpoint:
             existing_file(self.checkpoint, "model.checkpoint")
+
+    def check_inputs(self, dtype: str, timelines: list[list[tuple[float, str]]]) -> None:
+        """Checks of what a run feeds this backbone, before any work: the compute dtype and
+        every prompt timeline ([(start second, text)]). Nothing is refused by default."""
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor] | None:
+        """The tensors a checkpoint must hold exactly (names, shapes, dtypes), for checking its
+        header before any work; None when the backbone maps a checkpoint's names itself."""
+        return None
 
 
 def transformer_geometry(cfg: Any, frame_shape: tuple[int, int, int], tokens_per_frame: int) -> Geometry:
@@ -190,26 +201,11 @@ class Backbone(nn.Module, ABC):
 
 
 def load_checkpoint(module: nn.Module, path: str, key: str = "model.checkpoint") -> None:
-    """Load a safetensors file into ``module``; every key must match (one-line errors)."""
-    from safetensors.torch import load_file
-
-    state = load_file(str(existing_file(path, key)))
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ConfigError(
-            f"{key}={path!r} does not match the architecture: "
-            f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
-        )
-    bad = [k for k in own if own[k].shape != state[k].shape]
-    if bad:
-        k = bad[0]
-        raise ConfigError(
-            f"{key}={path!r}: {k} has shape {tuple(state[k].shape)}, the model expects "
-            f"{tuple(own[k].shape)}"
-        )
-    module.load_state_dict(state)
+    """Load a safetensors file into ``module``; its header is checked first (every key, shape
+    and dtype must match; bench/checkpoint_check.py), so every failure is one line."""
+    file = existing_file(path, key)
+    check_checkpoint(file, key, path, module.state_dict())
+    module.load_state_dict(load_file(str(file)))
 
 
 def build_backbone(cfg: ModelConfig) -> Backbone:

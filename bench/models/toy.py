@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -30,6 +30,7 @@ from bench.models.base import (
     load_checkpoint,
     transformer_geometry,
 )
+from bench.world import check_switch, parse_prompt
 from kernels import Rope3D
 
 SHIPPED_WEIGHTS = "bench/models/weights/toy_dit.safetensors"
@@ -78,6 +79,20 @@ class ToyConfig(ModelConfig):
     def geometry(self) -> Geometry:
         grid = self.frame_size // self.patch
         return transformer_geometry(self, (self.channels, self.frame_size, self.frame_size), grid * grid)
+
+    def check_inputs(self, dtype: str, timelines: list[list[tuple[float, str]]]) -> None:
+        """float32 only (the timestep embedding is float32), and prompts of the toy world's
+        grammar whose switches keep the scene (bench/world.py)."""
+        require(dtype == "float32", "dtype", dtype, "the toy backbone computes in float32 only; allowed: float32")
+        for timeline in timelines:
+            scenes = [parse_prompt(text) for _, text in timeline]
+            for before, after in zip(scenes, scenes[1:]):
+                check_switch(before, after)
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """The state dict of a freshly built instance (the toy backbone is small)."""
+        with torch.no_grad():
+            return ToyDiT(replace(self, checkpoint=None)).state_dict()
 
 
 def tokenize(text: str, vocab: int, length: int) -> torch.Tensor:

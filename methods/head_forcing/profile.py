@@ -21,13 +21,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.models.base import Backbone
+from bench.checkpoint_check import check_checkpoint
+from bench.cli_args import Parser, add_fields, build
+from bench.errors import require
+from bench.input_checks import writable_file
+from bench.models.base import Backbone, existing_file
+from bench.models.toy import ToyConfig, ToyDiT
 from bench.records import atomic_write_bytes, write_json
 from bench.sampler import FlowSampler
 from bench.world import random_scene
 from methods.base import CacheMethod
 from methods.full import FullConfig
-from methods.head_forcing.roles import RoleThresholds, classify, counts, local_mass
+from methods.head_forcing.roles import RoleThresholds, agreement, classify, counts, local_mass
 
 
 class Profiler(CacheMethod):
@@ -73,6 +78,11 @@ class ProfileConfig:
     seeds: int = 2
     rng_seed: int = 0
     steps: int = 4
+
+    def __post_init__(self) -> None:
+        for key in ("prompts", "seeds"):
+            require(getattr(self, key) >= 1, f"--{key}", getattr(self, key), "allowed: an integer >= 1")
+        require(1 <= self.steps <= 1000, "--steps", self.steps, "allowed: 1 to 1000")
 
 
 def profile_heads(model: Backbone, cfg: ProfileConfig, thresholds: RoleThresholds,
@@ -158,23 +168,20 @@ def write_role_map(path: Path, role_map: dict) -> None:
 
 def main(argv: list[str]) -> int:
     """``forcebench profile``: profile the toy backbone, write the role map and its heatmap."""
-    import argparse
-
-    from bench.cli_args import add_fields, build
-    from bench.models.toy import ToyConfig, ToyDiT
-    from methods.head_forcing.roles import agreement
-
-    parser = argparse.ArgumentParser(prog="forcebench profile")
+    parser = Parser(prog="forcebench profile")
     parser.add_argument("--weights", default="bench/models/weights/toy_dit.safetensors")
     parser.add_argument("--out", default="results/head_roles/toy.json")
     add_fields(parser, ProfileConfig, RoleThresholds)
     parser.add_argument("--compare-rng-seed", type=int, default=None,
                         help="profile again on disjoint prompts and seeds and report role agreement")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    model = ToyDiT(ToyConfig(checkpoint=args.weights)).eval()
     cfg = build(ProfileConfig, args)
     thresholds = build(RoleThresholds, args)
+    writable_file(args.out, "--out")
+    check_checkpoint(existing_file(args.weights, "--weights"), "--weights", args.weights,
+                     ToyConfig().checkpoint_state())
+    torch.set_num_threads(2)
+    model = ToyDiT(ToyConfig(checkpoint=args.weights)).eval()
     result = profile_heads(model, cfg, thresholds)
     role_map = role_map_json("toy", result, cfg, thresholds, args.weights)
     if args.compare_rng_seed is not None:

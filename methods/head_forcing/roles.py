@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.errors import ConfigError
+from bench.errors import ConfigError, require
+from bench.input_checks import read_text
 from bench.models.base import resolve_path
 
 ROLES = ("local", "anchor", "memory")
@@ -33,6 +34,12 @@ class RoleThresholds:
     local_mass: float = 0.72
     local_frames: int = 3
     sink_frames: int = 3
+
+    def __post_init__(self) -> None:
+        for key in ("anchor_sink_mass", "local_mass"):
+            require(0 <= getattr(self, key) <= 1, f"--{key.replace('_', '-')}", getattr(self, key), "allowed: 0 to 1")
+        for key in ("local_frames", "sink_frames"):
+            require(getattr(self, key) >= 0, f"--{key.replace('_', '-')}", getattr(self, key), "allowed: >= 0")
 
 
 def local_mass(mass_by_distance: np.ndarray, local_frames: int) -> np.ndarray:
@@ -58,8 +65,33 @@ def counts(roles: np.ndarray) -> dict[str, int]:
     return {r: int((np.asarray(roles) == r).sum()) for r in ROLES}
 
 
-def load_role_map(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
+def load_role_map(path: str | Path, key: str = "method.role_map") -> dict:
+    """A role map (JSON object with ``roles``: a [layers][heads] list of role names, and
+    optionally ``stats``); binary, malformed or role-less files are one-line ConfigErrors."""
+    try:
+        role_map = json.loads(read_text(path, key))
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{key}={str(path)!r}: not valid JSON ({err.msg} at line {err.lineno}); "
+                          "allowed: a role map written by `forcebench profile`") from None
+    roles = role_map.get("roles") if isinstance(role_map, dict) else None
+    ok = (isinstance(roles, list) and len(roles) > 0 and all(isinstance(layer, list) and layer for layer in roles)
+          and len({len(layer) for layer in roles}) == 1 and all(r in ROLES for layer in roles for r in layer))
+    if not ok:
+        raise ConfigError(f"{key}={str(path)!r}: no valid \"roles\" entry (a list of layers, each a list of "
+                          f"{', '.join(ROLES)} per head); allowed: a role map written by `forcebench profile`")
+    return role_map
+
+
+def role_map_stat(role_map: dict, name: str, path: str | Path, key: str = "method.role_map") -> np.ndarray:
+    """``role_map["stats"][name]`` as a float array shaped like the roles, or a one-line ConfigError."""
+    try:
+        values = np.array((role_map.get("stats") or {})[name], dtype=float)
+    except (KeyError, TypeError, ValueError):
+        values = None
+    if values is None or values.shape != np.array(role_map["roles"], dtype=object).shape:
+        raise ConfigError(f"{key}={str(path)!r}: no stats.{name} of the roles' shape; allowed: a role map written "
+                          "by `forcebench profile`")
+    return values
 
 
 def existing_role_map(path: str) -> Path:
