@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench test test-all lint install clean
+.PHONY: bench test test-all test-slurm lint install clean
 
 install: $(STAMP)
 
@@ -24,6 +24,11 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""
+
+# A real single-node SLURM cluster (Debian's slurm-wlm and munge, installed when missing; root).
+test-slurm: $(STAMP)
+	command -v slurmctld >/dev/null || (apt-get update -q && apt-get install -y -q slurm-wlm munge)
+	$(PY) -m pytest -q -m slurm tests/test_slurm_cluster.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
