@@ -199,3 +199,26 @@ def test_overrides_that_name_code_are_refused(tmp_path, capsys, override):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and override in err[0] and "names code to run" in err[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_two_sweeps_one_killed_mid_run_then_relaunched_finish_every_run_once(tmp_path):
+    out = tmp_path / "runs"
+    doomed, survivor = launch(out), launch(out)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("*.lock")):
+        time.sleep(0.02)
+    os.killpg(doomed.pid, signal.SIGKILL)  # its claims and staging directories stay behind
+    doomed.wait()
+    log = survivor.communicate(timeout=300)[0]
+    assert survivor.returncode == 0, log
+    finished = {p.name: (p / "summary.json").stat().st_mtime_ns for p in out.iterdir()
+                if p.is_dir() and (p / "summary.json").exists() and ".tmp-" not in p.name}
+    again = launch(out)
+    log = again.communicate(timeout=300)[0]
+    assert again.returncode == 0, log
+    runs = sorted(p.name for p in out.iterdir() if p.name != "_hydra")
+    assert len(runs) == 6 and not any(n.endswith(".lock") or ".tmp-" in n for n in runs)
+    for name, mtime in finished.items():  # what either sweep finished is not computed again
+        assert (out / name / "summary.json").stat().st_mtime_ns == mtime
+    done = [line for line in log.splitlines() if " - done toy__" in line]
+    assert len(done) == 6 - len(finished)  # the relaunch computes exactly what the killed sweep left
