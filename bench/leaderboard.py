@@ -39,16 +39,17 @@ from bench.records import REPO_DIR, atomic_write_bytes, atomic_write_text
 from bench.run_dirs import Runs, label_of, load, per_video
 from bench.stats import bootstrap_mean, minimum_detectable_difference, paired_bootstrap
 from bench.validity import (
-    DEFAULT_METRIC,
     DEFAULT_REFERENCES,
+    PRIMARY_METRICS,
     Validity,
     check_controls,
+    default_primary,
     resolve_references,
 )
 
 MDD_ALPHA = 0.05  # the paired tables state the smallest difference detectable at this level (two-sided, power 0.8)
 DEFAULT_METRICS = (
-    DEFAULT_METRIC, "palette_fidelity", "sprite_presence_ratio", "revisit_psnr_beyond", "pan_consistency",
+    *PRIMARY_METRICS, "palette_fidelity", "sprite_presence_ratio", "revisit_psnr_beyond", "pan_consistency",
     "clip_first_frame[toy-clip]", "clip_first_frame[clip-vit-b32]",
     "subject_consistency[toy-clip]", "subject_consistency[dino-vitb16]",
     "drift[toy-clip-text]", "drift[clip-vit-b32-text]",
@@ -115,10 +116,10 @@ def mark_best(board: pd.DataFrame) -> pd.Series:
 
 def resolve_primary(runs: Runs, requested: str | None) -> str | None:
     """An explicit --primary must be a metric of the runs with a direction; the default is
-    continuation_psnr when the runs have it, else no primary (rows in name order)."""
+    the first of PRIMARY_METRICS the runs have, else no primary (rows in name order)."""
     present = runs.metric_keys()
     if requested is None:
-        return DEFAULT_METRIC if DEFAULT_METRIC in present else None
+        return default_primary(present)
     ranked = sorted(k for k in present if runs.directions.get(k) in (True, False))
     require(requested in ranked, "--primary", requested,
             f"not a metric of the runs with a direction; allowed: {', '.join(ranked)}")
@@ -154,7 +155,7 @@ def leaderboard_validity(runs: Runs, primary: str | None, references: list[str],
     if not runs.controls():
         return None, "No negative controls (methods control_*) in these runs: the check did not run."
     if primary is None:
-        return None, (f"The runs have no {DEFAULT_METRIC} and no --primary was given: the check of the negative "
+        return None, (f"The runs have none of {', '.join(PRIMARY_METRICS)} and no --primary was given: the check of the negative "
                       f"controls ({', '.join(runs.controls())}) did not run.")
     present, missing = resolve_references(runs, references, strict=False)
     if not present:
@@ -171,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", help="directory holding run directories (out_dir of forcebench run)")
     p.add_argument("--out", default="results", help="output directory (default: results)")
     p.add_argument("--primary", default=None, metavar="KEY",
-                   help=f"metric that ranks the rows (default: {DEFAULT_METRIC} when the runs have it)")
+                   help=f"metric that ranks the rows (default: the first of {', '.join(PRIMARY_METRICS)} the runs have)")
     p.add_argument("--baseline", default=None,
                    help="method for the paired comparison (default: sliding_window when present)")
     p.add_argument("--metrics", nargs="+", default=None, metavar="KEY", help="metric keys (default: a standard set)")

@@ -24,7 +24,7 @@ from tqdm import tqdm
 import kernels
 from bench.config import CONF_DIR, PromptEntry, RunConfig, register_schemas, to_run_config, validate
 from bench.loggers import RunLogger, build_logger
-from bench.models.base import build_backbone
+from bench.models.base import Backbone, build_backbone
 from bench.records import (
     atomic_write_text,
     claim,
@@ -50,7 +50,7 @@ from bench.run_identity import Plan, plan_work, run_key, scoring_spec
 from bench.sampler import FlowSampler
 from bench.video import from_uint8, to_uint8
 from bench.world import OTHER_SEED_OFFSET, simulate
-from methods.base import build_method
+from methods.base import METHODS, build_method
 from metrics.base import VideoMeta
 from metrics.suite import Suite, build_suite
 from metrics.system import LATENCY_INCLUDES, system_summary
@@ -71,9 +71,21 @@ def ground_truth_prefix(run: RunConfig, prompt: PromptEntry) -> torch.Tensor | N
     return torch.from_numpy(truth.frames)[None] * 2 - 1
 
 
-def score_plan(suite: Suite, run: RunConfig, prompt: PromptEntry, rollout: Rollout, name: str, plan: Plan) -> list[dict]:
+def full_cache_reference(run: RunConfig, prompt: PromptEntry, model: Backbone, sampler: FlowSampler,
+                         device: torch.device) -> torch.Tensor:
+    """The full-cache rollout of the trained horizon ([horizon_frames, C, H, W], quantised as
+    saved) of this prompt, seed and prefix: the reference of full_cache_fidelity."""
+    g = run.geometry()
+    full = build_method(METHODS.get("full").config(), g, dtype=run.torch_dtype, device=device)
+    frames = generate(model, full, prompt.timeline(), g.horizon_frames, run.seed, sampler,
+                      prefill=ground_truth_prefix(run, prompt)).frames
+    return from_uint8(to_uint8(frames))
+
+
+def score_plan(suite: Suite, run: RunConfig, prompt: PromptEntry, rollout: Rollout, name: str, plan: Plan,
+               reference: torch.Tensor | None = None) -> list[dict]:
     """Long-form metric rows of the planned (duration, family) pairs, each duration scored on
-    its prefix of the saved (uint8) frames."""
+    its prefix of the saved (uint8) frames; ``reference``: the full-cache rollout inside the horizon."""
     g = run.geometry()
     rows = []
     for seconds, n in zip(run.durations, run.frames()):
@@ -81,7 +93,8 @@ def score_plan(suite: Suite, run: RunConfig, prompt: PromptEntry, rollout: Rollo
         if not families:
             continue
         meta = VideoMeta(fps=g.fps, prompts=prompt.timeline(), frames_per_chunk=g.frames_per_chunk,
-                         prefix_frames=run.prefix(), seed=run.seed, model=run.model.name, chunks=rollout.chunks)
+                         prefix_frames=run.prefix(), seed=run.seed, model=run.model.name, chunks=rollout.chunks,
+                         reference_frames=reference)
         rows += [{"run": name, "seconds": seconds, "frames": n, **row}
                  for row in suite.score(rollout.frames[:n], meta, families)]
     return rows
@@ -168,7 +181,10 @@ def realise(run: RunConfig, prompt: PromptEntry, key: dict, final: Path, plan: P
                 "model_repr": f"{type(model).__name__}({sum(p.numel() for p in model.parameters())} parameters)",
                 "weights": run.model.checkpoint or f"random init (init_seed={getattr(run.model, 'init_seed', None)})",
                 "prompt_encode_s": rollout.prompt_encode_s, **provenance(device)}
-    rows = merge_rows(read_metric_rows(final) if finished else [], score_plan(suite, run, prompt, rollout, name, plan))
+    needs_reference = any("full_cache_fidelity" in families for families in plan.score.values())
+    reference = full_cache_reference(run, prompt, model, sampler, device) if needs_reference else None
+    rows = merge_rows(read_metric_rows(final) if finished else [],
+                      score_plan(suite, run, prompt, rollout, name, plan, reference))
     summary = summarise(run, name, key, rollout, rows, plan, old if finished else None, suite)
     with staged_dir(final) as stage:
         if meta is None:

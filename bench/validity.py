@@ -27,7 +27,15 @@ from bench.records import atomic_write_text, write_json
 from bench.run_dirs import CONTROL_PREFIX, Runs, load, per_video
 from bench.stats import PERMUTATIONS, Paired, paired_comparison
 
-DEFAULT_METRIC = "continuation_psnr"
+# The primary score: against the ground truth on the toy world, else against the full-cache
+# rollout inside the horizon (real backbones); the first of these the runs have.
+PRIMARY_METRICS = ("continuation_psnr", "full_cache_psnr")
+DEFAULT_METRIC = PRIMARY_METRICS[0]
+
+
+def default_primary(present: set[str] | list[str]) -> str | None:
+    """The first primary score the runs have, or None."""
+    return next((k for k in PRIMARY_METRICS if k in present), None)
 DEFAULT_REFERENCES = ("sink", "sliding_window")
 POWER = 0.8
 
@@ -219,7 +227,8 @@ def pair_record(c: PairCheck) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="forcebench validate", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", help="directory holding run directories (out_dir of forcebench run)")
-    p.add_argument("--metric", default=DEFAULT_METRIC, help=f"metric key to test on (default: {DEFAULT_METRIC})")
+    p.add_argument("--metric", default=None,
+                   help=f"metric key to test on (default: the first of {', '.join(PRIMARY_METRICS)} the runs have)")
     p.add_argument("--seconds", type=float, default=60.0, help="duration the videos are paired at (default: 60)")
     p.add_argument("--alpha", type=float, default=0.01, help="significance level (default: 0.01)")
     p.add_argument("--references", nargs="+", default=list(DEFAULT_REFERENCES), metavar="METHOD",
@@ -237,6 +246,7 @@ def main(argv: list[str]) -> int:
     if args.out:
         writable_dir(args.out, "--out")
     runs = load(Path(args.runs))
+    args.metric = args.metric or default_primary(runs.metric_keys()) or DEFAULT_METRIC
     check_inputs(runs, args.metric, args.seconds, args.alpha)  # before the references: the more basic errors first
     references, _ = resolve_references(runs, args.references, strict=True)
     validity = check_controls(runs, args.metric, args.seconds, references, args.alpha, args.bootstrap, args.seed)

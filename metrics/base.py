@@ -39,7 +39,8 @@ class VideoMeta:
     its time (as in the rollout). frames_per_chunk: frames the generator writes per
     autoregressive step (the runner fills it from the backbone's geometry; 1 = no chunk
     structure known). seed, model and chunks (the rollout's per-chunk records:
-    frame_end, wall_s, kv_bytes, tokens) are there for the oracle and system metrics.
+    frame_end, wall_s, kv_bytes, tokens) are there for the oracle and system metrics;
+    reference_frames (the full-cache rollout inside the horizon) for full_cache_fidelity.
     """
 
     fps: float
@@ -50,6 +51,7 @@ class VideoMeta:
     seed: int | None = None
     model: str = ""
     chunks: list[Any] = field(default_factory=list)
+    reference_frames: Any = None  # [R, C, H, W] full-cache rollout inside the horizon (full_cache_fidelity)
 
     def prompt_frames(self) -> list[tuple[int, str]]:
         """[(first frame, text)]: where each prompt takes effect."""

@@ -23,7 +23,8 @@ import torch
 from bench.errors import ConfigError, require
 from metrics.base import METRICS, SEGMENT_SECONDS, Metric, VideoMeta, long_rows, split_key
 
-METRIC_MODULES = ("oracle", "system", "drift", "clip", "vbench", "lpips", "chunk_discontinuity")
+METRIC_MODULES = ("oracle", "system", "drift", "clip", "vbench", "lpips", "chunk_discontinuity",
+                  "full_cache_fidelity")
 
 
 def register_metrics() -> None:

@@ -12,12 +12,16 @@ one of these objects, which owns the temporal positions:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
 import kernels
-from bench.models.base import AttentionObserver
 from kernels import RaggedKV, Rope3D
+
+# (layer, mass [N]) -> None: attention probability each cache entry received in one call.
+AttentionObserver = Callable[[int, torch.Tensor], None]
 
 
 class CachedSelfAttention:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from torch import nn
 
 from bench.checkpoint_check import check_checkpoint
 from bench.errors import ConfigError
+from bench.models.attention import AttentionObserver, CachedSelfAttention, MaskedSelfAttention
 from bench.registry import Registry
 from kernels import RaggedKV, Rope3D, rope_split
 
@@ -53,8 +53,6 @@ def existing_file(path: str, key: str) -> Path:
     """``existing_path`` for a file."""
     return existing_path(path, key, "file")
 
-# (layer, mass [N]) -> None: attention probability each cache entry received in one call.
-AttentionObserver = Callable[[int, torch.Tensor], None]
 
 
 @dataclass(frozen=True)
@@ -174,8 +172,6 @@ class Backbone(nn.Module, ABC):
         Returns (velocity [B, F, C, H, W], kv or None), kv being per layer
         (k, v) of shape [B, H, F * tokens_per_frame, D] with keys spatially rotated only.
         """
-        from bench.models.attention import CachedSelfAttention  # it imports this module
-
         attend = CachedSelfAttention(views, self.rope, self.geometry.tokens_per_frame, return_kv, observer)
         return self.velocity(x, t, self._run(x, t, context, attend)).to(x.dtype), attend.kv
 
@@ -189,8 +185,6 @@ class Backbone(nn.Module, ABC):
         x: [B, T, C, H, W]; t: [B, T]; frame_pos: [T] temporal positions; mask: [T, T].
         Returns the velocity, or with ``raw`` what the network predicts.
         """
-        from bench.models.attention import MaskedSelfAttention
-
         attend = MaskedSelfAttention(frame_pos, mask, self.rope, self.geometry.tokens_per_frame)
         out = self._run(x, t, context, attend)
         return (out if raw else self.velocity(x, t, out)).to(x.dtype)
