@@ -48,9 +48,11 @@ def fast_configs(role_map: str) -> dict:
     from methods.controls.scrambled_positions import ScrambledPositionsConfig
     from methods.controls.stale import StaleConfig
     from methods.deep_forcing import DeepForcingConfig
+    from methods.dummy_forcing import DummyForcingConfig
     from methods.full import FullConfig
     from methods.head_forcing import HeadForcingConfig
     from methods.infinity_rope import InfinityRopeConfig
+    from methods.rolling_sink import RollingSinkConfig
     from methods.sink import SinkConfig
     from methods.sliding_window import SlidingWindowConfig
     from methods.two_tier import TwoTierConfig
@@ -66,6 +68,8 @@ def fast_configs(role_map: str) -> dict:
         "two_tier": TwoTierConfig(role_map=role_map, budget_frames=4, small_sink_frames=1, small_recent_frames=1),
         "head_forcing": HeadForcingConfig(role_map=role_map, budget_frames=4, local_frames=2, anchor_sink_frames=1,
                                           anchor_window_frames=2, memory_window_frames=2, episode_max_frames=4),
+        "rolling_sink": RollingSinkConfig(budget_frames=9),  # the tiny horizon: 6 replayed frames + 1 chunk
+        "dummy_forcing": DummyForcingConfig(),
         "control_random_eviction": RandomEvictionConfig(budget_frames=4),
         "control_scrambled_positions": ScrambledPositionsConfig(budget_frames=4),
         "control_stale": StaleConfig(budget_frames=4),

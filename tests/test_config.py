@@ -29,9 +29,11 @@ def test_issue_example_overrides():
 
 @pytest.mark.parametrize("overrides, expected", [
     (["method=foo"], "method='foo': no such method option; allowed: control_no_history, control_random_eviction, "
-                     "control_scrambled_positions, control_stale, deep_forcing, full, head_forcing, infinity_rope, sink"),
+                     "control_scrambled_positions, control_stale, deep_forcing, dummy_forcing, full, head_forcing, "
+                     "infinity_rope, rolling_sink, sink"),
     (["method.name=foo"], "method.name='foo' is not a registered method; allowed: control_no_history, "
-                          "control_random_eviction, control_scrambled_positions, control_stale, deep_forcing, full"),
+                          "control_random_eviction, control_scrambled_positions, control_stale, deep_forcing, "
+                          "dummy_forcing, full"),
     (["method=sliding_window", "method.budget_frames=-1"], "method.budget_frames=-1: allowed: >= 0"),
     (["method=sink", "method.sink_frames=13"],
      "method.sink_frames=13: the sink must fit the budget; allowed: <= method.budget_frames=12"),
