@@ -81,17 +81,18 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def read_summary_file(path: Path) -> dict | None:
-    """A summary (or failure record) as a dict; None when missing or not a JSON object."""
+def read_json_object(path: Path) -> dict | None:
+    """A JSON object file (summary, failure record, meta) as a dict; None when missing,
+    unreadable or not a JSON object."""
     try:
-        summary = json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
-    return summary if isinstance(summary, dict) else None
+    return data if isinstance(data, dict) else None
 
 
 def read_summary(run_dir: Path) -> dict | None:
-    return read_summary_file(run_dir / "summary.json")
+    return read_json_object(run_dir / "summary.json")
 
 
 def is_staging(path: Path) -> bool:

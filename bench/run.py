@@ -29,8 +29,8 @@ from bench.records import (
     atomic_write_text,
     claim,
     provenance,
+    read_json_object,
     read_summary,
-    read_summary_file,
     remove_stale_stages,
     run_name,
     safe_child,
@@ -182,7 +182,10 @@ def realise(run: RunConfig, prompt: PromptEntry, key: dict, final: Path, plan: P
                 "weights": run.model.checkpoint or f"random init (init_seed={getattr(run.model, 'init_seed', None)})",
                 "prompt_encode_s": rollout.prompt_encode_s, **provenance(device)}
     needs_reference = any("full_cache_fidelity" in families for families in plan.score.values())
-    reference = full_cache_reference(run, prompt, model, sampler, device) if needs_reference else None
+    reference = None
+    if needs_reference:  # the full cache's own rollout is its reference
+        own = run.method.name == "full" and len(rollout.frames) >= g.horizon_frames
+        reference = rollout.frames[:g.horizon_frames] if own else full_cache_reference(run, prompt, model, sampler, device)
     rows = merge_rows(read_metric_rows(final) if finished else [],
                       score_plan(suite, run, prompt, rollout, name, plan, reference))
     summary = summarise(run, name, key, rollout, rows, plan, old if finished else None, suite)
@@ -273,7 +276,7 @@ def failed_runs(runs: list[RunConfig]) -> list[str]:
             failure = read_summary(final) or {}
             beside = final.with_name(f"{final.name}.failed.json")
             if beside.exists():
-                failure = read_summary_file(beside)
+                failure = read_json_object(beside) or failure
             if failure.get("status", "ok") != "ok":
                 lines.append(f"{final.name}: {failure['status']}: {failure.get('message', '')}")
     return lines

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import require
+from bench.records import read_json_object
 
 CONTROL_PREFIX = "control_"
 SUMMARY_FIELDS = ("run", "model", "method", "prompt_id", "seed", "durations")  # of a finished (status ok) run
@@ -104,15 +105,6 @@ def method_labels(entries: list[tuple[str, dict]]) -> list[str]:
                for name, fs in by_name.items()}
     return [f"{name}({', '.join(f'{k}={fields.get(k)}' for k in varying[name])})" if varying[name] else name
             for name, fields in entries]
-
-
-def read_json(path: Path) -> dict | None:
-    """A JSON object file as a dict; None when missing, unreadable or not a JSON object."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def warn(message: str) -> None:
@@ -206,7 +198,7 @@ def load(root: Path) -> Runs:
             excluded.append(run_dir.name)
             continue
         finished.append(run_dir)
-        meta = read_json(run_dir / "meta.json") or {}
+        meta = read_json_object(run_dir / "meta.json") or {}
         entries.append((summary, meta))
     require(bool(finished), "runs", str(root), "no finished run directories (summary.json with status ok) "
             "there; allowed: a directory holding finished runs")
