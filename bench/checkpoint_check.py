@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 
-from bench.errors import ConfigError
+from core.errors import ConfigError
 
 # safetensors dtype names -> torch names (for messages); floating-point ones may fill float tensors
 DTYPE_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from bench.cli_args import Parser
-from bench.errors import ConfigError
+from core.errors import ConfigError
 
 MULTIRUN_FLAGS = {"-m", "--multirun"}
 
@@ -74,7 +74,7 @@ def report_failures(runs: list) -> int:
 
 
 def cmd_table(argv: list[str]) -> int:
-    from bench.table import format_table, load_runs, method_duration_table
+    from bench.report.table import format_table, load_runs, method_duration_table
 
     parser = Parser(prog="forcebench table")
     parser.add_argument("runs", nargs="?", default="runs", help="directory holding run directories")
@@ -90,7 +90,7 @@ def cmd_table(argv: list[str]) -> int:
 
 
 def cmd_train(argv: list[str]) -> int:
-    targets = {"backbone": "bench.train", "encoder": "bench.train_encoder"}
+    targets = {"backbone": "bench.tools.train_backbone", "encoder": "bench.tools.train_encoder"}
     if not argv or argv[0] not in targets:
         given = argv[0] if argv else ""
         raise ConfigError(f"train {given!r}: unknown target; allowed: {', '.join(targets)}")
@@ -100,37 +100,37 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def cmd_profile(argv: list[str]) -> int:
-    from methods.head_forcing.profile import main as profile_main
+    from bench.tools.profile import main as profile_main
 
     return profile_main(argv)
 
 
 def cmd_evaluate_toy(argv: list[str]) -> int:
-    from bench.evaluate_toy import main as evaluate_main
+    from bench.tools.evaluate_toy import main as evaluate_main
 
     return evaluate_main(argv)
 
 
 def cmd_leaderboard(argv: list[str]) -> int:
-    from bench.leaderboard import main as leaderboard_main
+    from bench.report.leaderboard import main as leaderboard_main
 
     return leaderboard_main(argv)
 
 
 def cmd_validate(argv: list[str]) -> int:
-    from bench.validity import main as validate_main
+    from bench.report.validity import main as validate_main
 
     return validate_main(argv)
 
 
 def cmd_regress(argv: list[str]) -> int:
-    from bench.regress import main as regress_main
+    from bench.report.regress import main as regress_main
 
     return regress_main(argv)
 
 
 def cmd_bench_kernels(argv: list[str]) -> int:
-    from kernels.bench import main as bench_main
+    from bench.tools.kernel_bench import main as bench_main
 
     return bench_main(argv)
 

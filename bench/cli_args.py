@@ -8,7 +8,7 @@ import argparse
 from dataclasses import MISSING, fields
 from typing import Any, NoReturn
 
-from bench.errors import ConfigError
+from core.errors import ConfigError
 
 
 class Parser(argparse.ArgumentParser):

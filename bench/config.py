@@ -26,14 +26,16 @@ from omegaconf.errors import OmegaConfBaseException
 import bench.models  # noqa: F401  (registers backbones)
 import kernels
 import methods  # noqa: F401  (registers methods)
-from bench.errors import ConfigError, require
 from bench.input_checks import check_id, writable_dir
 from bench.loggers import LOGGERS, check_logger
 from bench.metric_checks import check_metrics
-from bench.models.base import MODELS, Geometry, ModelConfig
+from bench.models.base import MODELS, ModelConfig
 from bench.prompt_files import read_prompt_file
-from bench.world import TILE, VIEW_TILES
+from core.errors import ConfigError, require
+from core.geometry import Geometry
+from core.world import TILE, VIEW_TILES
 from methods.base import METHODS, MethodConfig
+from methods.controls import CONTROL_PREFIX
 from metrics.suite import MetricsConfig
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -204,8 +206,39 @@ class RunConfig:
         return [g.frames_for_seconds(d) for d in self.durations]
 
 
+METHOD_SELECTORS = ("all", "budgeted", "controls")
+
+
+def own_tags(cls: type) -> tuple[str, ...]:
+    """A method class's own ``tags`` (not inherited: a control built on a window is no headline method)."""
+    return vars(cls).get("tags", ())
+
+
+def select_methods(selector: str) -> str:
+    """``${methods:SELECTOR}`` in a sweep preset: the registered method names it selects,
+    comma-joined for a Hydra sweep. SELECTOR is one or more of, joined by ``+``: ``all``;
+    ``budgeted`` (every method whose config has ``budget_frames``, so it runs at an equal KV
+    budget); ``controls`` (``control_*``, methods/controls/); or a tag of ``CacheMethod.tags``.
+    So a new bounded method joins the equal-budget and multi-prompt sweeps by being registered."""
+    tags = {tag for entry in METHODS for tag in own_tags(entry.cls)}
+    names: list[str] = []
+    for part in selector.split("+"):
+        part = part.strip()
+        require(part in METHOD_SELECTORS or part in tags, "sweep methods selector", part,
+                f"allowed: {', '.join([*METHOD_SELECTORS, *sorted(tags)])}, joined by '+'")
+        for entry in METHODS:
+            budgeted = "budget_frames" in {f.name for f in fields(entry.config)}
+            if (part == "all" or (part == "budgeted" and budgeted) or (part == "controls" and entry.name.startswith(
+                    CONTROL_PREFIX)) or part in own_tags(entry.cls)) and entry.name not in names:
+                names.append(entry.name)
+    return ",".join(names)
+
+
 def register_schemas() -> None:
-    """Put the run schema and every registered model/method dataclass into the ConfigStore."""
+    """Put the run schema and every registered model/method dataclass into the ConfigStore, and
+    the ``methods`` resolver of the sweep presets."""
+    if not OmegaConf.has_resolver("methods"):
+        OmegaConf.register_new_resolver("methods", select_methods)
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     for entry in MODELS:

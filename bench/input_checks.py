@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bench.errors import ConfigError, require
+from core.errors import require
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 MAX_ID_CHARS = 100
@@ -64,22 +64,3 @@ def writable_file(path: Any, key: str) -> Path:
     return file
 
 
-def read_text(path: Path | str, key: str) -> str:
-    """A file's UTF-8 text; a missing file, a folder, binary content or an unreadable file
-    is a one-line ConfigError naming ``key`` and the path."""
-    shown = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{key}={shown!r}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{key}={shown!r}: is a directory; allowed: a text file") from None
-    except OSError as err:
-        raise ConfigError(f"{key}={shown!r}: cannot be read ({err.strerror or type(err).__name__})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is None or "\x00" in text:
-        raise ConfigError(f"{key}={shown!r}: binary content, not UTF-8 text; allowed: a text file")
-    return text

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.errors import ConfigError
-from bench.registry import Registry
+from core.errors import ConfigError
+from core.registry import Registry
 
 LOGGERS = Registry("logger")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.errors import ConfigError, require
+from core.errors import ConfigError, require
 from metrics.base import METRICS
 from metrics.encoders.base import ENCODERS
 from metrics.encoders.weights import EncoderUnavailable, find_weights

@@ -21,8 +21,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from bench.checkpoint_check import check_checkpoint
 from bench.config import CONF_DIR, RunConfig, one_line, register_schemas, to_run_config, validate
-from bench.errors import ConfigError
-from bench.models.base import Geometry, existing_path
+from core.errors import ConfigError
+from core.geometry import Geometry
+from core.paths import existing_path
 
 MAX_JOBS = 10_000
 # Launchers whose jobs run on other machines: the device is checked by each job (execute()
@@ -55,7 +56,7 @@ def sweep_lines(overrides: list[str]) -> list[str]:
     selections = [o.input_line for o in parsed if not o.is_sweep_override() and "." not in o.get_key_element()]
     cfg = _compose(selections, with_hydra=True)
     params = cfg.hydra.sweeper.get("params")
-    preset = OmegaConf.to_container(params, resolve=False) if params else {}
+    preset = OmegaConf.to_container(params, resolve=True) if params else {}
     cli_keys = {o.get_key_element() for o in parsed}
     return [f"{k}={v}" for k, v in preset.items() if k not in cli_keys] + list(overrides)
 

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import yaml
 
-from bench.errors import ConfigError
-from bench.input_checks import read_text
-from bench.models.base import existing_file
+from core.errors import ConfigError
+from core.paths import existing_file, read_text
 
 SUFFIXES = (".txt", ".yaml", ".yml")
 ITEM_KEYS = ("id", "text", "schedule", "split")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import OmegaConf
 
 from bench.config import CONF_DIR, PromptSetConfig
-from bench.errors import ConfigError
+from core.errors import ConfigError
 
 
 def load_prompt_set(name: str) -> PromptSetConfig:

@@ -26,9 +26,10 @@ from typing import Any
 import torch
 
 import kernels
-from bench.errors import ConfigError
+from core.errors import ConfigError
+from core.files import atomic_write_bytes, read_json_object
+from core.paths import REPO_DIR
 
-REPO_DIR = Path(__file__).resolve().parent.parent
 VERSIONED_PACKAGES = ("torch", "numpy", "hydra-core", "omegaconf", "triton", "pandas", "diffusers")
 
 
@@ -56,15 +57,6 @@ def run_name(key: dict[str, Any]) -> str:
     return f"{key['model']['name']}__{key['method']['name']}__{key['prompt']['id']}__s{key['seed']}__{key_hash(key)}"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def save_weights(path: Path, module: torch.nn.Module, metadata: dict[str, str] | None = None) -> None:
     """A module's state dict as a safetensors file, written atomically."""
     from safetensors.torch import save
@@ -73,31 +65,8 @@ def save_weights(path: Path, module: torch.nn.Module, metadata: dict[str, str] |
     atomic_write_bytes(path, save(weights, metadata=metadata))
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def read_json_object(path: Path) -> dict | None:
-    """A JSON object file (summary, failure record, meta) as a dict; None when missing,
-    unreadable or not a JSON object."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def read_summary(run_dir: Path) -> dict | None:
     return read_json_object(run_dir / "summary.json")
-
-
-def is_staging(path: Path) -> bool:
-    """A staging or replaced directory (``<run>.tmp-<pid>`` / ``<run>.old-<pid>``), never a result."""
-    return ".tmp-" in path.name or ".old-" in path.name
 
 
 def _pid_alive(pid: str) -> bool:

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from bench.models.attention import AttentionObservers
 from bench.models.base import Backbone
 from bench.sampler import FlowSampler
+from core.timeline import prompt_starts
 
 if TYPE_CHECKING:
     from methods.base import CacheMethod
@@ -59,22 +61,6 @@ def chunk_generator(seed: int, chunk: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + chunk) % (2**63))
 
 
-def prompt_starts(timeline: list[tuple[float, str]], fps: float, frames_per_chunk: int) -> list[int]:
-    """First chunk index of every prompt of a schedule (a switch takes effect at the first
-    chunk that starts at or after its time)."""
-    starts = []
-    for at, _ in timeline:
-        frame = at * fps
-        starts.append(int(np.ceil(frame / frames_per_chunk - 1e-9)))
-    return starts
-
-
-def frame_timeline(timeline: list[tuple[float, str]], fps: float, frames_per_chunk: int) -> list[tuple[int, str]]:
-    """[(start second, prompt)] -> [(first frame, prompt)] at the chunk where each prompt takes effect."""
-    starts = prompt_starts(timeline, fps, frames_per_chunk)
-    return [(s * frames_per_chunk, prompt) for s, (_, prompt) in zip(starts, timeline)]
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -108,6 +94,8 @@ def generate(
     method.reset()
     starts = prompt_starts(timeline, g.fps, F)
     observer = method.observe_attention if method.needs_attention_mass else None
+    if getattr(method, "needs_attention_logits", False):  # both kinds of statistics, from one call
+        observer = AttentionObservers(mass=observer, logits=method.observe_logits)
     frames, clean, records, encode_s = [], [], [], []
     context, prompt_index = None, -1
     # a causal VAE decodes chunk after chunk with its cache carried over (Wan); others per chunk

@@ -26,18 +26,15 @@ from bench.config import CONF_DIR, PromptEntry, RunConfig, register_schemas, to_
 from bench.loggers import RunLogger, build_logger
 from bench.models.base import Backbone, build_backbone
 from bench.records import (
-    atomic_write_text,
     claim,
     provenance,
-    read_json_object,
     read_summary,
     remove_stale_stages,
     run_name,
     safe_child,
     staged_dir,
-    write_json,
 )
-from bench.rollout import Rollout, frame_timeline, generate
+from bench.rollout import Rollout, generate
 from bench.run_files import (
     csv_text,
     merge_rows,
@@ -49,7 +46,9 @@ from bench.run_files import (
 from bench.run_identity import Plan, plan_work, run_key, scoring_spec
 from bench.sampler import FlowSampler
 from bench.video import from_uint8, to_uint8
-from bench.world import OTHER_SEED_OFFSET, simulate
+from core.files import atomic_write_text, read_json_object, write_json
+from core.timeline import frame_timeline
+from core.world import OTHER_SEED_OFFSET, simulate
 from methods.base import METHODS, build_method
 from metrics.base import VideoMeta
 from metrics.suite import Suite, build_suite

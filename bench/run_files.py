@@ -18,9 +18,9 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from bench.config import RunConfig
-from bench.records import atomic_write_text, write_json
 from bench.rollout import ChunkRecord, Rollout
 from bench.video import from_uint8, save_gif, save_npy, to_uint8
+from core.files import atomic_write_text, write_json
 
 CHUNK_FIELDS = ["chunk", "frame_start", "frame_end", "prompt_index", "wall_s", "kv_bytes", "tokens_total",
                 "tokens_per_head_min", "tokens_per_head_max", "peak_memory_bytes"]

@@ -22,9 +22,9 @@ import torch
 
 import kernels
 from bench.config import PromptEntry, RunConfig
-from bench.errors import ConfigError
-from bench.models.base import resolve_path
 from bench.records import file_digest
+from core.errors import ConfigError
+from core.paths import resolve_path
 from metrics.base import METRICS
 from metrics.suite import MetricsConfig
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bench.records import atomic_write_bytes
+from core.files import atomic_write_bytes
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:

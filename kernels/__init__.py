@@ -9,7 +9,9 @@ keys are re-rotated only through :func:`shift_temporal`), which pick an implemen
 - ``reference``: the PyTorch definition in kernels/reference.py.
 
 ``FORCEBENCH_ATTENTION``, the run config's ``attention`` key, or :func:`set_backend`
-forces one.
+forces one. Both report per cache entry, on request, the attention mass it received
+(``return_mass``) and statistics of its pre-softmax logits (``return_logits``, a
+:class:`LogitStats`), with the same contract.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from collections.abc import Callable
 
 import torch
 
-from kernels.reference import ragged_attention_reference
+from kernels.reference import LogitStats, ragged_attention_reference
 from kernels.rope import Rope3D, rope_split
 from kernels.view import RaggedKV
 
-__all__ = ["RaggedKV", "Rope3D", "attention", "backends", "resolve", "rope_split", "set_backend", "shift_temporal"]
+__all__ = ["LogitStats", "RaggedKV", "Rope3D", "attention", "backends", "resolve", "rope_split", "set_backend", "shift_temporal"]
 
 BACKENDS = ("auto", "reference", "triton")
 _forced: str | None = None
@@ -76,11 +78,14 @@ def attention(
     cache: RaggedKV,
     rope: Rope3D,
     return_mass: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Head-ragged attention; shapes and semantics in kernels/reference.py."""
-    if resolve(q.device) == "triton":
-        return _triton("ragged_attention_triton")(q, k_self, v_self, q_pos, cache, rope, return_mass=return_mass)
-    return ragged_attention_reference(q, k_self, v_self, q_pos, cache, rope, return_mass=return_mass)
+    return_logits: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None] | tuple[torch.Tensor, torch.Tensor | None, LogitStats]:
+    """Head-ragged attention; shapes and semantics in kernels/reference.py. Returns
+    (out, mass), or (out, mass, LogitStats) with ``return_logits``."""
+    impl = _triton("ragged_attention_triton") if resolve(q.device) == "triton" else ragged_attention_reference
+    if return_logits:
+        return impl(q, k_self, v_self, q_pos, cache, rope, return_mass=return_mass, return_logits=True)
+    return impl(q, k_self, v_self, q_pos, cache, rope, return_mass=return_mass)
 
 
 def shift_temporal(k: torch.Tensor, delta: torch.Tensor, rope: Rope3D) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Triton head-ragged attention with the temporal RoPE fused in, and its mass kernel.
+"""Triton head-ragged attention with the temporal RoPE fused in, and its mass and logit kernels.
 
 Semantics are those of kernels/reference.py. Layout: each head's cache entries are packed
 one head after another in ``k, v [B, N, D]`` with per-head ``offsets [H + 1]`` (the
@@ -17,6 +17,11 @@ Head dims are handled as pairs: ``x[2i]`` and ``x[2i + 1]`` are loaded as two
 [rows, P] halves, ``q . k = q_even . k_even + q_odd . k_odd``, and only the first
 ``t_dim / 2`` pairs are rotated. TRITON_INTERPRET=1 must be set before this module is
 imported to run it on a CPU (float32 / float16 only there).
+
+The mass and logit kernels run after the attention kernel, one program per block of
+``BLOCK_N`` cache entries of one head, looping over the batch and the query rows: the mass
+kernel turns each logit into a probability with the saved log-sum-exp; the logit kernel
+sums the raw (natural-base, bias-free) logits and counts the positive ones, per query frame.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
+from kernels.reference import LogitStats, query_groups
 from kernels.rope import Rope3D, rotation_table
 from kernels.view import RaggedKV
 
@@ -155,6 +161,49 @@ def _cache_mass(
     tl.store(MASS + keys, total, mask=key_mask)
 
 
+@triton.jit
+def _query_rows(Q, QPOS, b, h, rows, mask, sqb, sqh, sqm, NQ, q_scale, COS, SIN,
+                T2: tl.constexpr, HALF_D: tl.constexpr, P: tl.constexpr):
+    """Rotated queries of the given rows, scaled by ``q_scale``: (even, odd) in Q's dtype."""
+    pos = tl.load(QPOS + h * NQ + rows, mask=mask, other=0)
+    qe, qo = _rotated_pairs(Q + b.to(tl.int64) * sqb + h * sqh, rows, sqm, mask, pos, COS, SIN, T2, HALF_D, P)
+    dtype = Q.dtype.element_ty
+    return (qe * q_scale).to(dtype), (qo * q_scale).to(dtype)
+
+
+@triton.jit
+def _cache_logits(
+    Q, QPOS, K, KPOS, BLOCK_HEAD, BLOCK_START, OFFS, COS, SIN, LOGIT_SUM, POSITIVE,
+    sqb, sqh, sqm, skb, skn,
+    B, H, NQ, ROWS, G, N, scale,
+    T2: tl.constexpr, HALF_D: tl.constexpr, P: tl.constexpr,
+    IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """Per query frame g (rows g*ROWS .. (g+1)*ROWS-1): the sum of each cache entry's
+    pre-softmax logits (no bias) over batch and rows, and how many are > 0 (one key block)."""
+    h = tl.load(BLOCK_HEAD + tl.program_id(0))
+    keys = tl.load(BLOCK_START + tl.program_id(0)) + tl.arange(0, BLOCK_N)
+    key_mask = keys < tl.load(OFFS + h + 1)
+    for g in range(0, G):
+        total = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        count = tl.zeros((BLOCK_N,), dtype=tl.int32)
+        row_end = (g + 1) * ROWS
+        for batch in range(0, B):
+            b = tl.cast(batch, tl.int64)
+            for m0 in range(g * ROWS, row_end, BLOCK_M):
+                rows = m0 + tl.arange(0, BLOCK_M)
+                row_mask = rows < row_end
+                qe, qo = _query_rows(Q, QPOS, b, h, rows, row_mask, sqb, sqh, sqm, NQ, scale, COS, SIN,
+                                     T2, HALF_D, P)
+                s = _logits(qe, qo, K + b.to(tl.int64) * skb, keys, skn, key_mask, KPOS, KPOS, COS, SIN,
+                            False, T2, HALF_D, P, IEEE)
+                valid = row_mask[:, None] & key_mask[None, :]
+                total += tl.sum(tl.where(valid, s, 0.0), 0)
+                count += tl.sum((valid & (s > 0)).to(tl.int32), 0)
+        tl.store(LOGIT_SUM + g * N + keys, total, mask=key_mask)
+        tl.store(POSITIVE + g * N + keys, count, mask=key_mask)
+
+
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
@@ -180,9 +229,11 @@ def ragged_attention_triton(
     return_mass: bool = False,
     out: torch.Tensor | None = None,
     mass_out: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Same contract as ``ragged_attention_reference``; ``out`` / ``mass_out`` (optional)
-    receive the results ([B, H, Nq, D] in q's dtype, [N] float32)."""
+    return_logits: bool = False,
+    logits_out: LogitStats | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None] | tuple[torch.Tensor, torch.Tensor | None, LogitStats]:
+    """Same contract as ``ragged_attention_reference``; ``out`` / ``mass_out`` / ``logits_out``
+    (optional) receive the results ([B, H, Nq, D] in q's dtype, [N] float32, [G, N] each)."""
     B, H, Nq, D = q.shape
     if cache.heads != H:
         raise ValueError(f"cache has {cache.heads} heads, queries have {H}")
@@ -219,23 +270,43 @@ def ragged_attention_triton(
         out.stride(0), out.stride(1), out.stride(2), H, Nq, qk_scale,
         HAS_BIAS=cache.bias is not None, D=D, DP=2 * consts["P"], **consts, **opts,
     )
-    if not return_mass:
-        return out, None
-    if mass_out is None:
-        mass_out = torch.empty(n_total, dtype=torch.float32, device=device)
+    if return_mass:
+        if mass_out is None:
+            mass_out = torch.empty(n_total, dtype=torch.float32, device=device)
+        if n_total:
+            heads, block_start = _key_blocks(cache, opts["BLOCK_N"], device)
+            mass_opts = {key: value for key, value in opts.items() if key != "BLOCK_N"}
+            _cache_mass[(heads.numel(),)](
+                q, qpos, k, cache_pos, bias, lse, heads, block_start, offsets, cos, sin, mass_out,
+                q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), B, H, Nq, qk_scale,
+                HAS_BIAS=cache.bias is not None, BLOCK_N=opts["BLOCK_N"], **consts, **mass_opts,
+            )
+    else:
+        mass_out = None
+    if not return_logits:
+        return out, mass_out
+    groups = query_groups(cache, Nq)
+    if logits_out is None:
+        logits_out = LogitStats(torch.empty(groups, n_total, dtype=torch.float32, device=device),
+                                torch.empty(groups, n_total, dtype=torch.int32, device=device))
     if n_total:
-        block_n = opts["BLOCK_N"]
-        lengths = cache.lengths().tolist()
-        starts = [(h, int(cache.offsets[h]) + s) for h in range(H) for s in range(0, lengths[h], block_n)]
-        heads = torch.tensor([h for h, _ in starts], dtype=torch.int32, device=device)
-        block_start = torch.tensor([s for _, s in starts], dtype=torch.int32, device=device)
-        mass_opts = {key: value for key, value in opts.items() if key != "BLOCK_N"}
-        _cache_mass[(len(starts),)](
-            q, qpos, k, cache_pos, bias, lse, heads, block_start, offsets, cos, sin, mass_out,
-            q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), B, H, Nq, qk_scale,
-            HAS_BIAS=cache.bias is not None, BLOCK_N=block_n, **consts, **mass_opts,
+        heads, block_start = _key_blocks(cache, opts["BLOCK_N"], device)
+        logit_opts = {key: value for key, value in opts.items() if key != "BLOCK_N"}
+        _cache_logits[(heads.numel(),)](
+            q, qpos, k, cache_pos, heads, block_start, offsets, cos, sin, logits_out.logit_sum, logits_out.positive,
+            q.stride(0), q.stride(1), q.stride(2), k.stride(0), k.stride(1), B, H, Nq, Nq // groups, groups,
+            n_total, D**-0.5 if scale is None else scale, BLOCK_N=opts["BLOCK_N"], **consts, **logit_opts,
         )
-    return out, mass_out
+    return out, mass_out, logits_out
+
+
+def _key_blocks(cache: RaggedKV, block_n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(head [M], first entry [M]) int32 of every block of ``block_n`` cache entries of one head."""
+    lengths = cache.lengths().tolist()
+    starts = [(h, int(cache.offsets[h]) + s) for h in range(cache.heads) for s in range(0, lengths[h], block_n)]
+    heads = torch.tensor([h for h, _ in starts], dtype=torch.int32, device=device)
+    block_start = torch.tensor([s for _, s in starts], dtype=torch.int32, device=device)
+    return heads, block_start
 
 
 @triton.jit

@@ -6,12 +6,13 @@ applied, no temporal rotation), a value, and metadata: source frame, spatial ind
 (token within the frame), kind (raw / sink / merged) and weight (how many raw entries it
 stands for). Within a head, entries are kept in time order.
 
-A method answers two questions (DESIGN.md):
+A method answers two questions (docs/design.md):
   - ``views(chunk_start)``: what each head of each layer attends to now, and at which
     temporal positions (``positions``);
   - ``write(kv, chunk_start)``: a clean chunk was written; store it, then ``evict``.
 It is also told about prompt switches (``on_prompt_switch``) and can ask to see
-attention mass (``needs_attention_mass`` / ``observe_attention``).
+attention mass (``needs_attention_mass`` / ``observe_attention``) and statistics of
+its cache entries' pre-softmax logits (``needs_attention_logits`` / ``observe_logits``).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from dataclasses import dataclass, fields
 import torch
 from omegaconf import MISSING
 
-from bench.errors import ConfigError
-from bench.models.base import Geometry
-from bench.registry import Registry
-from kernels import RaggedKV
+from core.errors import ConfigError
+from core.geometry import Geometry
+from core.registry import Registry
+from kernels import LogitStats, RaggedKV
 
 METHODS = Registry("method")
 
@@ -161,6 +162,10 @@ class CacheMethod:
     """
 
     needs_attention_mass = False
+    needs_attention_logits = False
+    # Sweep presets select methods by these (``${methods:headline}``, bench/config.py); a class's own
+    # tags count, not inherited ones. Controls and methods whose config has a budget need no tag.
+    tags: tuple[str, ...] = ()
 
     def __init__(self, config: MethodConfig, geometry: Geometry, batch: int = 1,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> None:
@@ -233,6 +238,11 @@ class CacheMethod:
 
     def observe_attention(self, layer: int, mass: torch.Tensor) -> None:
         """Attention mass [N] of the layer's cache entries (if needs_attention_mass)."""
+
+    def observe_logits(self, layer: int, stats: LogitStats) -> None:
+        """Pre-softmax logit statistics of the layer's cache entries in one attention call
+        (if needs_attention_logits): ``stats.logit_sum`` / ``stats.positive`` [F, N], per
+        query frame of the chunk (kernels/reference.py, LogitStats)."""
 
     def stats(self) -> CacheStats:
         tokens = torch.stack([s.lengths() for s in self.layers])

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.errors import ConfigError, require
-from bench.models.base import Geometry
-from methods.base import LayerStore, MethodConfig
+from core.errors import ConfigError, require
+from core.geometry import Geometry
+from methods.base import CacheMethod, LayerStore, MethodConfig
 
 POSITION_MODES = ("absolute", "repacked")
 
@@ -34,10 +34,13 @@ def check_absolute_fits(geometry: Geometry, max_frames: int, method: str) -> Non
 
 
 @dataclass
-class BoundedConfig(MethodConfig):
+class BudgetConfig(MethodConfig):
+    """A cache budget, in cached frames per head and layer (``budget_frames``) or as a total
+    token count over all layers and heads (``budget_tokens``, wins when set): the one place the
+    budget is turned into frames, per head or over all heads."""
+
     budget_frames: int = 12
     budget_tokens: int | None = None
-    positions: str = "absolute"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -45,14 +48,30 @@ class BoundedConfig(MethodConfig):
         if self.budget_tokens is not None:
             require(self.budget_tokens >= 0, "method.budget_tokens", self.budget_tokens,
                     "allowed: >= 0 or null")
-        require(self.positions in POSITION_MODES, "method.positions", self.positions,
-                f"allowed: {', '.join(POSITION_MODES)}")
 
     def frames(self, geometry: Geometry) -> int:
         """Cached frames per head and layer, from budget_tokens when it is set."""
         if self.budget_tokens is None:
             return self.budget_frames
         return self.budget_tokens // geometry.kv_entries_per_frame
+
+    def total_frames(self, geometry: Geometry) -> int:
+        """Cached frames summed over every layer and head (what a per-head allocation splits)."""
+        if self.budget_tokens is None:
+            return self.budget_frames * geometry.layers * geometry.heads
+        return self.budget_tokens // geometry.tokens_per_frame
+
+
+@dataclass
+class BoundedConfig(BudgetConfig):
+    """A budget plus where kept frames sit in time (``positions``)."""
+
+    positions: str = "absolute"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.positions in POSITION_MODES, "method.positions", self.positions,
+                f"allowed: {', '.join(POSITION_MODES)}")
 
     def check(self, geometry: Geometry, max_frames: int) -> None:
         frames = self.frames(geometry)
@@ -81,3 +100,15 @@ def repacked_positions(store: LayerStore, frames_per_chunk: int) -> tuple[torch.
     pos = inverse - first[store.head]
     q_pos = distinct[:, None] + torch.arange(frames_per_chunk, device=distinct.device)
     return pos, q_pos
+
+
+class BoundedMethod(CacheMethod):
+    """A method configured by a ``BoundedConfig``: its entries sit at their source frames
+    (``absolute``) or repacked per head (``repacked``), as ``config.positions`` says."""
+
+    config: BoundedConfig
+
+    def positions(self, layer: int, store: LayerStore, chunk_start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.config.positions == "repacked":
+            return repacked_positions(store, self.geometry.frames_per_chunk)
+        return super().positions(layer, store, chunk_start)

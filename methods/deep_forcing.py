@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.errors import require
-from bench.models.base import Geometry
+from core.errors import require
+from core.geometry import Geometry
 from methods.base import KIND_SINK, METHODS, LayerStore
-from methods.bounded import BoundedConfig, repacked_positions
+from methods.bounded import BoundedConfig
 from methods.scored import ScoredMethod, top_frames_per_head
 
 
@@ -58,6 +58,3 @@ class DeepForcing(ScoredMethod):
         middle = c.frames(self.geometry) - c.sink_frames - c.recent_frames
         chosen = top_frames_per_head(store, ~(sink | recent), middle)
         store.keep(sink | recent | chosen)
-
-    def positions(self, layer, store, chunk_start):
-        return repacked_positions(store, self.geometry.frames_per_chunk)

@@ -58,8 +58,8 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.errors import require
-from bench.models.base import Geometry
+from core.errors import require
+from core.geometry import Geometry
 from methods.base import KIND_SINK, METHODS, CacheMethod, LayerStore, MethodConfig
 from methods.bounded import check_absolute_fits
 

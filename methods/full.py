@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.models.base import Geometry
+from core.geometry import Geometry
 from methods.base import METHODS, CacheMethod, MethodConfig
 from methods.bounded import check_absolute_fits
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.errors import require
-from methods.base import KIND_SINK, METHODS, CacheMethod, LayerStore
-from methods.bounded import BoundedConfig, repacked_positions
+from core.errors import require
+from methods.base import KIND_SINK, METHODS, LayerStore
+from methods.bounded import BoundedConfig, BoundedMethod
 
 
 @dataclass
@@ -31,7 +31,7 @@ class InfinityRopeConfig(BoundedConfig):
 
 
 @METHODS.register("infinity_rope", config=InfinityRopeConfig)
-class InfinityRope(CacheMethod):
+class InfinityRope(BoundedMethod):
     config: InfinityRopeConfig
 
     def _keep_recent(self, store: LayerStore, recent: int) -> None:
@@ -45,6 +45,3 @@ class InfinityRope(CacheMethod):
     def on_prompt_switch(self, chunk_start: int, prompt: str) -> None:
         for store in self.layers:
             self._keep_recent(store, self.config.flush_keep_frames)
-
-    def positions(self, layer, store, chunk_start):
-        return repacked_positions(store, self.geometry.frames_per_chunk)

@@ -54,8 +54,8 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.errors import require
-from bench.models.base import Geometry
+from core.errors import require
+from core.geometry import Geometry
 from kernels import RaggedKV
 from methods.base import KIND_SINK, METHODS, CacheMethod, LayerStore
 from methods.bounded import BoundedConfig

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import torch
 
-from methods.base import CacheMethod, LayerStore
+from methods.base import LayerStore
+from methods.bounded import BoundedMethod
 
 
-class ScoredMethod(CacheMethod):
+class ScoredMethod(BoundedMethod):
     needs_attention_mass = True
     decay: float = 1.0
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.errors import ConfigError, require
-from bench.models.base import Geometry
-from methods.base import KIND_SINK, METHODS, CacheMethod, LayerStore
-from methods.bounded import BoundedConfig, repacked_positions
+from core.errors import ConfigError, require
+from core.geometry import Geometry
+from methods.base import KIND_SINK, METHODS, LayerStore
+from methods.bounded import BoundedConfig, BoundedMethod
 
 
 @dataclass
@@ -38,8 +38,9 @@ class SinkConfig(BoundedConfig):
 
 
 @METHODS.register("sink", config=SinkConfig)
-class Sink(CacheMethod):
+class Sink(BoundedMethod):
     config: SinkConfig
+    tags = ("headline",)
 
     def evict(self, layer: int, store: LayerStore) -> None:
         sink = self.config.sink_frames
@@ -47,8 +48,3 @@ class Sink(CacheMethod):
         is_sink = store.frame < sink
         store.kind[is_sink] = KIND_SINK
         store.keep(is_sink | (store.frame >= max(sink, self.frames_written - window)))
-
-    def positions(self, layer, store, chunk_start):
-        if self.config.positions == "repacked":
-            return repacked_positions(store, self.geometry.frames_per_chunk)
-        return super().positions(layer, store, chunk_start)

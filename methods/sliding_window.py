@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods.base import METHODS, CacheMethod, LayerStore
-from methods.bounded import BoundedConfig, repacked_positions
+from methods.base import METHODS, LayerStore
+from methods.bounded import BoundedConfig, BoundedMethod
 
 
 @dataclass
@@ -18,14 +18,10 @@ class SlidingWindowConfig(BoundedConfig):
 
 
 @METHODS.register("sliding_window", config=SlidingWindowConfig)
-class SlidingWindow(CacheMethod):
+class SlidingWindow(BoundedMethod):
     config: SlidingWindowConfig
+    tags = ("headline",)
 
     def evict(self, layer: int, store: LayerStore) -> None:
         window = self.config.frames(self.geometry)
         store.keep(store.frame >= self.frames_written - window)
-
-    def positions(self, layer, store, chunk_start):
-        if self.config.positions == "repacked":
-            return repacked_positions(store, self.geometry.frames_per_chunk)
-        return super().positions(layer, store, chunk_start)

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.errors import ConfigError, require
-from bench.models.base import Geometry
-from methods.base import KIND_SINK, METHODS, CacheMethod, LayerStore
-from methods.bounded import BoundedConfig, repacked_positions
-from methods.head_forcing.roles import TOY_ROLE_MAP, existing_role_map, load_role_map, role_map_stat
+from core.errors import ConfigError, require
+from core.geometry import Geometry
+from methods.base import KIND_SINK, METHODS, LayerStore
+from methods.bounded import BoundedConfig, BoundedMethod
+from methods.roles import TOY_ROLE_MAP, existing_role_map, load_role_map, role_map_stat
 
 
 @dataclass
@@ -76,7 +76,7 @@ class TwoTierConfig(BoundedConfig):
 
 
 @METHODS.register("two_tier", config=TwoTierConfig)
-class TwoTier(CacheMethod):
+class TwoTier(BoundedMethod):
     config: TwoTierConfig
 
     def reset(self) -> None:
@@ -91,8 +91,3 @@ class TwoTier(CacheMethod):
         keep = critical & (store.frame >= now - self.window)
         keep |= ~critical & (sink | (store.frame >= now - c.small_recent_frames))
         store.keep(keep)
-
-    def positions(self, layer, store, chunk_start):
-        if self.config.positions == "repacked":
-            return repacked_positions(store, self.geometry.frames_per_chunk)
-        return super().positions(layer, store, chunk_start)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.errors import require
+from core.errors import require
 from methods.base import METHODS, LayerStore
-from methods.bounded import BoundedConfig, repacked_positions
+from methods.bounded import BoundedConfig
 from methods.scored import ScoredMethod, top_entries_per_head
 
 
@@ -40,8 +40,3 @@ class Uniform(ScoredMethod):
         recent = store.frame >= self.frames_written - self.config.recent_frames
         older = top_entries_per_head(store, ~recent, budget - self.config.recent_frames * g.tokens_per_frame)
         store.keep(recent | older)
-
-    def positions(self, layer, store, chunk_start):
-        if self.config.positions == "repacked":
-            return repacked_positions(store, self.geometry.frames_per_chunk)
-        return super().positions(layer, store, chunk_start)

@@ -1,4 +1,4 @@
-"""The one metric interface (torchmetrics style: ``update``, ``compute``, ``reset``).
+"""The one metric interface: ``Metric``, a ``torchmetrics.Metric`` (``update``, ``compute``, ``reset``).
 
 A metric sees one video at a time: frames [T, C, H, W] in [0, 1] plus its metadata
 (frames per second, the prompt timeline). ``update`` scores the video and keeps its
@@ -12,19 +12,39 @@ the encoder: ``subject_consistency[toy-clip]``, ``drift[toy-clip-text]``. Per-se
 series use segments of ``SEGMENT_SECONDS`` (2 s, VBench-Long's clip length) unless the
 run says otherwise: short enough to resolve an artefact that repeats every 5 s (the
 trained horizon), which a 5 s segment would average away.
+
+Each metric module has a functional form beside its class, as torchmetrics.functional
+does: a plain function of the frames (and the parameters and models it needs) that
+returns the video's ``MetricOutput`` or score; the class's ``score`` calls it.
+
+``Metric``'s torchmetrics state is two list states, one entry per video
+scored since ``reset`` (``dist_reduce_fx=None``: gathered as lists, never summed):
+
+- ``values``: float64 [N], the output's numbers in layout order (each scalar, then per
+  series its fps, starts, ends and values), exact for Python floats and frame indices;
+- ``layouts``: uint8 [B], the UTF-8 JSON of the names around them (scalar keys, series
+  keys and lengths, and the ``omitted`` reasons).
+
+torchmetrics list states move with ``.to()`` and are copied and gathered element by
+element, so they hold tensors, not the ``MetricOutput`` dataclass: ``update`` encodes the
+video's output (``encode_output``) and ``compute`` rebuilds it (``decode_output``).
 """
 
 from __future__ import annotations
 
+import json
 import math
-from abc import ABC, abstractmethod
+from abc import abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+import torchmetrics
 
-from bench.registry import Registry
+from core.registry import Registry
+from core.timeline import frame_timeline
 
 METRICS = Registry("metric")
 SEGMENT_SECONDS = 2.0  # default segment length of per-segment series (= VBench-Long clips)
@@ -55,8 +75,6 @@ class VideoMeta:
 
     def prompt_frames(self) -> list[tuple[int, str]]:
         """[(first frame, text)]: where each prompt takes effect."""
-        from bench.rollout import frame_timeline
-
         return frame_timeline(self.prompts, self.fps, self.frames_per_chunk)
 
     def prompt_at(self, frame: int) -> str:
@@ -85,6 +103,13 @@ class Series:
         """Centre time of each entry, in seconds."""
         return (self.starts + self.ends) / 2 / self.fps
 
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple[int, int, float]], fps: float) -> Series:
+        """A series from (start, end, value) rows; an empty one for no rows."""
+        rows = list(rows)
+        starts, ends, values = (np.array(col) for col in zip(*rows)) if rows else ([], [], [])
+        return cls(starts, ends, values, fps)
+
 
 @dataclass
 class MetricOutput:
@@ -96,18 +121,21 @@ class MetricOutput:
     omitted: dict[str, str] = field(default_factory=dict)
 
 
-class Metric(ABC):
+class Metric(torchmetrics.Metric):
     """Subclasses set ``name``, ``version`` and ``higher_is_better`` and implement
     ``score``; metrics that use feature models override ``needs``.
 
     ``higher_is_better`` is one bool for every key, or a dict from result name (the key
     without its ``[encoder]``) to bool, or None where no direction is better (a flow
-    magnitude, a brightness slope), with the default under ``"*"``.
+    magnitude, a brightness slope), with the default under ``"*"`` (a class attribute,
+    as torchmetrics' own; ``is_higher_better(key)`` reads it).
     """
 
     name: str
     version: str
     higher_is_better: bool | dict[str, bool | None] = True
+    is_differentiable = False
+    full_state_update = False  # one video's output never depends on the others'
 
     def is_higher_better(self, key: str) -> bool | None:
         if isinstance(self.higher_is_better, bool):
@@ -115,16 +143,21 @@ class Metric(ABC):
         name = split_key(key)[0]
         return self.higher_is_better.get(name, self.higher_is_better.get("*", True))
 
-    def __init__(self, config: Any = None, models: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: Any = None, models: dict[str, Any] | None = None, **kwargs: Any) -> None:
         """config: the metric's config dataclass (registered with it in METRICS);
-        models: loaded feature models by encoder name (metrics/encoders.py), one for
-        every name in ``needs(config)``."""
+        models: loaded feature models by encoder name (metrics/encoders), one for every
+        name in ``needs(config)``; kept as given (shared between metrics, so ``.to()``
+        moves the states, not the models). kwargs: torchmetrics.Metric's own; by default
+        ``compute`` decodes the state each time (``compute_with_cache=False``), so that it never
+        answers from before a ``merge_state`` or ``load_state_dict``."""
+        super().__init__(**{"compute_with_cache": False, **kwargs})
         self.config = config
         self.models = dict(models or {})
         missing = [n for n in self.needs(config) if n not in self.models]
         if missing:
             raise ValueError(f"metric {self.name!r} needs the encoders {missing}")
-        self.outputs: list[MetricOutput] = []
+        self.add_state("values", default=[], dist_reduce_fx=None)
+        self.add_state("layouts", default=[], dist_reduce_fx=None)
 
     @classmethod
     def needs(cls, config: Any) -> tuple[str, ...]:
@@ -142,14 +175,45 @@ class Metric(ABC):
         """frames [T, C, H, W] in [0, 1] -> this video's scalars and series."""
 
     def update(self, frames: torch.Tensor, meta: VideoMeta) -> None:
+        """Score one video (frames [T, C, H, W] in [0, 1]) and keep its output."""
         check_frames(frames)
-        self.outputs.append(self.score(frames, meta))
+        values, layout = encode_output(self.score(frames, meta))
+        self.values.append(values.to(self.device))
+        self.layouts.append(layout.to(self.device))
 
     def compute(self) -> list[MetricOutput]:
-        return list(self.outputs)
+        """Every video's output since the last ``reset``, in the order scored."""
+        return [decode_output(v, layout) for v, layout in zip(self.values, self.layouts)]
 
-    def reset(self) -> None:
-        self.outputs = []
+
+def encode_output(output: MetricOutput) -> tuple[torch.Tensor, torch.Tensor]:
+    """MetricOutput -> (values float64 [N], layout uint8 [B]): the state of one video (module doc)."""
+    numbers = [float(v) for v in output.scalars.values()]
+    for s in output.series.values():
+        numbers += [float(s.fps), *s.starts.tolist(), *s.ends.tolist(), *s.values.tolist()]
+    layout = {"scalars": list(output.scalars), "series": [[k, len(s.values)] for k, s in output.series.items()],
+              "omitted": dict(output.omitted)}
+    text = json.dumps(layout, ensure_ascii=False).encode()
+    return torch.tensor(numbers, dtype=torch.float64), torch.frombuffer(bytearray(text), dtype=torch.uint8)
+
+
+def decode_output(values: torch.Tensor, layout: torch.Tensor) -> MetricOutput:
+    """The inverse of ``encode_output``."""
+    spec = json.loads(bytes(layout.detach().cpu().to(torch.uint8).tolist()).decode())
+    numbers = np.array(values.detach().cpu().tolist(), dtype=float)  # a copy: outputs never alias the state
+    at = 0
+
+    def take(n: int) -> np.ndarray:
+        nonlocal at
+        at += n
+        return numbers[at - n:at]
+
+    scalars = {key: float(v) for key, v in zip(spec["scalars"], take(len(spec["scalars"])))}
+    series = {}
+    for key, n in spec["series"]:
+        fps = float(take(1)[0])
+        series[key] = Series(take(n), take(n), take(n), fps)
+    return MetricOutput(scalars, series, dict(spec["omitted"]))
 
 
 def check_frames(frames: torch.Tensor) -> None:

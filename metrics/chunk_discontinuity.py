@@ -24,6 +24,7 @@ not see, and the ratio already divides out how much the video moves; it is also 
 
 Not applicable (ValueError, recorded by the suite as ``not applicable: ...``) when F < 2
 (no pairs inside a chunk) or the video has no chunk boundary (T <= F).
+``chunk_discontinuity(frames, meta)`` is the functional form.
 """
 
 from __future__ import annotations
@@ -52,6 +53,29 @@ def discontinuity(boundary: float, inside: float) -> float:
     return abs(float(np.log((boundary + FLOOR) / (inside + FLOOR))))
 
 
+def chunk_discontinuity(frames: torch.Tensor, meta: VideoMeta) -> MetricOutput:
+    """frames [T, C, H, W] in [0, 1] -> the three scalars and the per-segment series (module
+    doc), with F = meta.frames_per_chunk; ValueError when F < 2 or T <= F."""
+    F, T = int(meta.frames_per_chunk), len(frames)
+    if F < 2:
+        raise ValueError(f"frames_per_chunk={F}: chunks of one frame have no frame pairs inside a chunk")
+    if T <= F:
+        raise ValueError(f"a {T}-frame video has no chunk boundary (chunks of {F} frames)")
+    t = np.arange(1, T)  # pair (t - 1, t)
+    diffs, at_boundary = frame_differences(frames), t % F == 0
+    boundary, inside = float(diffs[at_boundary].mean()), float(diffs[~at_boundary].mean())
+    out = MetricOutput({"chunk_discontinuity": discontinuity(boundary, inside),
+                        "chunk_boundary_diff": boundary, "chunk_inside_diff": inside})
+    rows = []
+    for a, b in segment_bounds(T, meta.fps, meta.segment_seconds):
+        pairs = (t >= a) & (t < b)
+        if (pairs & at_boundary).any() and (pairs & ~at_boundary).any():
+            rows.append((a, b, discontinuity(diffs[pairs & at_boundary].mean(), diffs[pairs & ~at_boundary].mean())))
+    if rows:
+        out.series["chunk_discontinuity"] = Series.from_rows(rows, meta.fps)
+    return out
+
+
 @METRICS.register("chunk_discontinuity")
 class ChunkDiscontinuity(Metric):
     """Frame change across chunk boundaries against inside chunks (module doc)."""
@@ -61,22 +85,4 @@ class ChunkDiscontinuity(Metric):
     higher_is_better = {"chunk_discontinuity": False, "*": None}
 
     def score(self, frames: torch.Tensor, meta: VideoMeta) -> MetricOutput:
-        F, T = int(meta.frames_per_chunk), len(frames)
-        if F < 2:
-            raise ValueError(f"frames_per_chunk={F}: chunks of one frame have no frame pairs inside a chunk")
-        if T <= F:
-            raise ValueError(f"a {T}-frame video has no chunk boundary (chunks of {F} frames)")
-        t = np.arange(1, T)  # pair (t - 1, t)
-        diffs, at_boundary = frame_differences(frames), t % F == 0
-        boundary, inside = float(diffs[at_boundary].mean()), float(diffs[~at_boundary].mean())
-        out = MetricOutput({"chunk_discontinuity": discontinuity(boundary, inside),
-                            "chunk_boundary_diff": boundary, "chunk_inside_diff": inside})
-        rows = []
-        for a, b in segment_bounds(T, meta.fps, meta.segment_seconds):
-            pairs = (t >= a) & (t < b)
-            if (pairs & at_boundary).any() and (pairs & ~at_boundary).any():
-                rows.append((a, b, discontinuity(diffs[pairs & at_boundary].mean(), diffs[pairs & ~at_boundary].mean())))
-        if rows:
-            starts, ends, values = map(np.array, zip(*rows))
-            out.series["chunk_discontinuity"] = Series(starts, ends, values, meta.fps)
-        return out
+        return chunk_discontinuity(frames, meta)

@@ -16,12 +16,18 @@ per prompt segment k (the frames during which prompt k is active):
   much of the old prompt is still on screen after the switch (lower is better; every
   other key: higher).
 
-Their scalars are the mean over prompt segments.
+Their scalars are the mean over prompt segments. ``clip(frames, meta, encoder, name)`` is
+the functional form.
+
+``clip_text`` is CLIPScore's formula per frame, but not torchmetrics' ``clip_score``: that
+runs a Hugging Face ``CLIPModel`` and ``CLIPProcessor`` (loaded by name, or a callable that
+returns such a pair), while these encoders are open_clip and toy-clip models with local
+weights and their own preprocessing, and it returns max(mean over the batch of 100 cos, 0),
+one number, where the series here need each frame's max(100 cos, 0).
 """
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.errors import ConfigError, require
+from core.errors import ConfigError, require
 from metrics.base import (
     METRICS,
     Metric,
@@ -39,16 +45,9 @@ from metrics.base import (
     metric_key,
     segment_series,
 )
+from metrics.encoders.base import model_device
 
 VERSION = "clip-v2"  # v2: clip_text_previous is lower-is-better (was marked higher)
-
-
-def model_device(model: Any) -> torch.device | None:
-    """The device of a module's first parameter or buffer (or ``model.device``), if any."""
-    if isinstance(model, torch.nn.Module):
-        tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
-        return tensor.device if tensor is not None else None
-    return getattr(model, "device", None)
 
 
 def as_rgb(frames: torch.Tensor) -> torch.Tensor:
@@ -140,6 +139,44 @@ class ClipConfig:
         require(self.batch > 0, "clip.batch", self.batch, "must be > 0")
 
 
+def clip(frames: torch.Tensor, meta: VideoMeta, encoder: Any, name: str = ClipConfig.encoder, text: bool = True,
+         batch: int = ClipConfig.batch) -> MetricOutput:
+    """frames [T, C, H, W] in [0, 1] -> the keys of the module doc for ``encoder`` (reported
+    under ``name``): consistency for T >= 2, text scores when ``text`` and there are prompts."""
+    T = len(frames)
+    feats = image_features(encoder, frames, batch)
+    out = MetricOutput()
+    if T >= 2:
+        to_first, to_prev = consistency_cosines(feats)
+        for stat, values in (("clip_first_frame", to_first), ("clip_prev_frame", to_prev)):
+            key = metric_key(stat, name)
+            out.scalars[key] = float(values.mean())
+            out.series[key] = segment_series(values, 1, meta, T)
+    if text and meta.prompts:
+        text_entries(out, encoder, feats, meta, name)
+    return out
+
+
+def text_entries(out: MetricOutput, encoder: Any, feats: torch.Tensor, meta: VideoMeta, name: str) -> None:
+    """Add ``clip_text`` and, for several prompts, ``clip_text_active`` / ``clip_text_previous``
+    to ``out``, from the normalised image features ``feats`` [T, D]."""
+    T = len(feats)
+    text = text_features(encoder, [p for _, p in meta.prompts])
+    per_frame = text_scores(feats, text, np.maximum(prompt_indices(meta, T), 0))
+    key = metric_key("clip_text", name)
+    out.scalars[key] = float(per_frame.mean())
+    out.series[key] = segment_series(per_frame, 0, meta, T)
+    if len(meta.prompts) < 2:
+        return
+    for stat, shift in (("clip_text_active", 0), ("clip_text_previous", 1)):
+        rows = [(a, b, text_scores(feats[a:b], text, np.full(b - a, k - shift)).mean())
+                for k, a, b in prompt_segments(meta, T) if k - shift >= 0]
+        if rows:
+            series = Series.from_rows(rows, meta.fps)
+            out.series[metric_key(stat, name)] = series
+            out.scalars[metric_key(stat, name)] = float(series.values.mean())
+
+
 @METRICS.register("clip", config=ClipConfig)
 class ClipConsistency(Metric):
     """Frame-to-first, frame-to-previous and text-frame scores on one encoder."""
@@ -154,32 +191,4 @@ class ClipConsistency(Metric):
 
     def score(self, frames: torch.Tensor, meta: VideoMeta) -> MetricOutput:
         cfg = self.config or ClipConfig()
-        enc, T = cfg.encoder, len(frames)
-        feats = image_features(self.models[enc], frames, cfg.batch)
-        out = MetricOutput()
-        if T >= 2:
-            to_first, to_prev = consistency_cosines(feats)
-            for name, values in (("clip_first_frame", to_first), ("clip_prev_frame", to_prev)):
-                key = metric_key(name, enc)
-                out.scalars[key] = float(values.mean())
-                out.series[key] = segment_series(values, 1, meta, T)
-        if cfg.text and meta.prompts:
-            self._text(out, feats, meta, enc)
-        return out
-
-    def _text(self, out: MetricOutput, feats: torch.Tensor, meta: VideoMeta, enc: str) -> None:
-        T = len(feats)
-        text = text_features(self.models[enc], [p for _, p in meta.prompts])
-        per_frame = text_scores(feats, text, np.maximum(prompt_indices(meta, T), 0))
-        key = metric_key("clip_text", enc)
-        out.scalars[key] = float(per_frame.mean())
-        out.series[key] = segment_series(per_frame, 0, meta, T)
-        if len(meta.prompts) < 2:
-            return
-        for name, shift in (("clip_text_active", 0), ("clip_text_previous", 1)):
-            rows = [(a, b, text_scores(feats[a:b], text, np.full(b - a, k - shift)).mean())
-                    for k, a, b in prompt_segments(meta, T) if k - shift >= 0]
-            if rows:
-                starts, ends, values = map(np.array, zip(*rows))
-                out.series[metric_key(name, enc)] = Series(starts, ends, values, meta.fps)
-                out.scalars[metric_key(name, enc)] = float(values.mean())
+        return clip(frames, meta, self.models[cfg.encoder], cfg.encoder, cfg.text, cfg.batch)

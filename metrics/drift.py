@@ -32,16 +32,18 @@ The ``drift`` metric applies this to the per-frame series named in its config:
 
 and reports the lag curve ``lag_similarity_<L>[enc]`` = mean over t >= L of
 cos(phi_t, phi_{t-L}) for each lag L in frames; lags of T frames or more are left out.
+``drift(frames, meta, encoder, config)`` is the functional form.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
-from bench.errors import require
+from core.errors import require
 from metrics.base import (
     METRICS,
     SEGMENT_SECONDS,
@@ -109,15 +111,15 @@ def drift_of(series: Series, segment_seconds: float = SEGMENT_SECONDS) -> Drift:
     return Drift(curve, delta, least_squares_slope(series.seconds, series.values))
 
 
-def drift_entries(name: str, drift: Drift, out: MetricOutput) -> None:
+def drift_entries(name: str, result: Drift, out: MetricOutput) -> None:
     """Write ``drift[name]``, ``abs_drift[name]``, ``drift_slope[name]`` and the curve
     ``drift_curve[name]`` into ``out``, leaving out what is undefined."""
-    if np.isfinite(drift.delta):
-        out.scalars[metric_key("drift", name)] = drift.delta
-        out.scalars[metric_key("abs_drift", name)] = abs(drift.delta)
-        out.series[metric_key("drift_curve", name)] = drift.curve
-    if np.isfinite(drift.slope):
-        out.scalars[metric_key("drift_slope", name)] = drift.slope
+    if np.isfinite(result.delta):
+        out.scalars[metric_key("drift", name)] = result.delta
+        out.scalars[metric_key("abs_drift", name)] = abs(result.delta)
+        out.series[metric_key("drift_curve", name)] = result.curve
+    if np.isfinite(result.slope):
+        out.scalars[metric_key("drift_slope", name)] = result.slope
 
 
 def pixel_series(frames: torch.Tensor, name: str) -> np.ndarray:
@@ -154,6 +156,38 @@ class DriftConfig:
         require(self.batch > 0, "drift.batch", self.batch, "must be > 0")
 
 
+def drift(frames: torch.Tensor, meta: VideoMeta, encoder: Any = None,
+          config: DriftConfig | None = None) -> MetricOutput:
+    """frames [T, C, H, W] in [0, 1] -> drift entries of every series in ``config.series`` and
+    the lag curve (module doc); ``encoder`` (reported as ``config.encoder``) is needed for the
+    feature series and lags, None when there are none."""
+    cfg = config or DriftConfig()
+    enc, T = cfg.encoder, len(frames)
+    out = MetricOutput()
+    feats = image_features(encoder, frames, cfg.batch) if uses_features(cfg) else None
+    for name in cfg.series:
+        if name in PIXEL_SERIES:
+            values, first = pixel_series(frames, name), 0
+        elif name == "text":
+            if not meta.prompts:
+                continue
+            values, first = frame_text_scores(encoder, feats, meta), 0
+        else:
+            if T < 2:
+                continue
+            values, first = consistency_cosines(feats)[0], 1
+        drift_entries(series_key(name, enc), drift_of(frame_series(values, first, meta.fps), meta.segment_seconds), out)
+    for lag in sorted({int(lag) for lag in cfg.lags}):
+        if lag < T:
+            out.scalars[metric_key(f"lag_similarity_{lag}", enc)] = lag_similarity(feats, lag)
+    return out
+
+
+def uses_features(config: DriftConfig) -> bool:
+    """Does ``config`` need image features (a feature series or a lag)?"""
+    return any(s in FEATURE_SERIES for s in config.series) or len(config.lags) > 0
+
+
 @METRICS.register("drift", config=DriftConfig)
 class DriftMetric(Metric):
     """Delta drift, slope and segment curve of each configured series, and the lag curve."""
@@ -176,28 +210,8 @@ class DriftMetric(Metric):
     @classmethod
     def needs(cls, config: DriftConfig | None) -> tuple[str, ...]:
         cfg = config or DriftConfig()
-        uses = any(s in FEATURE_SERIES for s in cfg.series) or len(cfg.lags) > 0
-        return (cfg.encoder,) if uses else ()
+        return (cfg.encoder,) if uses_features(cfg) else ()
 
     def score(self, frames: torch.Tensor, meta: VideoMeta) -> MetricOutput:
         cfg = self.config or DriftConfig()
-        enc, T = cfg.encoder, len(frames)
-        out = MetricOutput()
-        feats = image_features(self.models[enc], frames, cfg.batch) if self.needs(cfg) else None
-        for name in cfg.series:
-            if name in PIXEL_SERIES:
-                values, first = pixel_series(frames, name), 0
-            elif name == "text":
-                if not meta.prompts:
-                    continue
-                values, first = frame_text_scores(self.models[enc], feats, meta), 0
-            else:
-                if T < 2:
-                    continue
-                values, first = consistency_cosines(feats)[0], 1
-            key = series_key(name, enc)
-            drift_entries(key, drift_of(frame_series(values, first, meta.fps), meta.segment_seconds), out)
-        for lag in sorted({int(lag) for lag in cfg.lags}):
-            if lag < T:
-                out.scalars[metric_key(f"lag_similarity_{lag}", enc)] = lag_similarity(feats, lag)
-        return out
+        return drift(frames, meta, self.models.get(cfg.encoder), cfg)

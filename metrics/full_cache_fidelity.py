@@ -15,23 +15,31 @@ like the saved frames). With frames f_t and reference r_t:
   there: long-horizon quality on real backbones is left to the VBench-style families.
 
 Not applicable (ValueError) without a reference or without a generated frame inside it.
+The PSNR is torchmetrics' ``peak_signal_noise_ratio`` per frame, capped (metrics/psnr.py);
+``full_cache_psnr(frames, reference, prefix_frames)`` is the functional form.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from metrics.base import METRICS, Metric, MetricOutput, VideoMeta
-from metrics.oracle import psnr
+from metrics.psnr import frame_psnr
 
 VERSION = "full-cache-fidelity-v1"
 
 
-def frame_psnr(frames: torch.Tensor, reference: torch.Tensor) -> np.ndarray:
-    """[T, C, H, W] x [T, C, H, W] in [0, 1] -> [T] PSNR (dB, capped at 60)."""
-    mse = (frames.float() - reference.float()).pow(2).flatten(1).mean(1)
-    return psnr(mse.cpu().numpy())
+def full_cache_psnr(frames: torch.Tensor, reference: torch.Tensor | None, prefix_frames: int = 0) -> float:
+    """frames [T, C, H, W] and reference [R, C, H, W] in [0, 1] -> mean PSNR (dB, each frame
+    capped at 60) over frames prefix_frames <= t < min(T, R). ValueError without a reference
+    or without such a frame."""
+    if reference is None:
+        raise ValueError("no full-cache reference rollout was given (meta.reference_frames)")
+    end = min(len(frames), len(reference))
+    if end <= prefix_frames:
+        raise ValueError(f"no generated frame inside the {len(reference)}-frame reference "
+                         f"(prefix {prefix_frames} frames)")
+    return float(frame_psnr(frames[prefix_frames:end], reference[prefix_frames:end]).mean())
 
 
 @METRICS.register("full_cache_fidelity")
@@ -43,12 +51,4 @@ class FullCacheFidelity(Metric):
     higher_is_better = {"full_cache_psnr": True}
 
     def score(self, frames: torch.Tensor, meta: VideoMeta) -> MetricOutput:
-        reference = meta.reference_frames
-        if reference is None:
-            raise ValueError("no full-cache reference rollout was given (meta.reference_frames)")
-        end = min(len(frames), len(reference))
-        if end <= meta.prefix_frames:
-            raise ValueError(f"no generated frame inside the {len(reference)}-frame reference "
-                             f"(prefix {meta.prefix_frames} frames)")
-        start = meta.prefix_frames
-        return MetricOutput({"full_cache_psnr": float(frame_psnr(frames[start:end], reference[start:end]).mean())})
+        return MetricOutput({"full_cache_psnr": full_cache_psnr(frames, meta.reference_frames, meta.prefix_frames)})

@@ -1,7 +1,7 @@
 """Oracle metrics of the toy world: generated frames scored against exact ground truth.
 
 Functions take generated frames ``[T, 3, 32, 32]`` in [0, 1] (numpy) and the
-``WorldVideo`` that the same prompt schedule and seed define (bench/world.py). Colours
+``WorldVideo`` that the same prompt schedule and seed define (core/world.py). Colours
 are matched by L-infinity distance in RGB. The canvas layout, camera start and sprite
 starts are random per seed, so a *freely* generated video is a different sample of the
 prompt's world: it is compared on what must agree (palette, valid tiles, sprite look and
@@ -31,7 +31,9 @@ ground truth measures whether the cache kept what the video needs.
   view (sprite-coloured pixels of both masked), split by whether that frame is at most
   ``window`` frames back. A panning camera returns after W frames (the canvas width).
 
-PSNR is capped at PSNR_CAP dB (identical images).
+Every PSNR is torchmetrics' ``peak_signal_noise_ratio`` capped at PSNR_CAP dB (identical
+images; metrics/psnr.py). ``oracle(frames, meta, window)`` is the functional form of the
+``oracle`` metric (whole video and per segment); the functions above it are its parts.
 """
 
 from __future__ import annotations
@@ -41,20 +43,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from bench.world import PALETTES, SPRITE_COLOURS, TILE, WorldVideo, simulate
+from core.world import PALETTES, SPRITE_COLOURS, TILE, WorldVideo, simulate
 from metrics.base import METRICS, Metric, MetricOutput, Series, VideoMeta, segment_bounds
+from metrics.psnr import PSNR_CAP, frame_psnr, masked_psnr, psnr  # noqa: F401  (psnr: used by bench/tools)
 
 VERSION = "oracle-v2"
 PALETTE_TOL = 0.15
 SPRITE_TOL = 0.2
 DETECT_PIXELS = 6
-PSNR_CAP = 60.0
 _SPRITE_RGB = {name: np.array(rgb, np.float32) for name, rgb in SPRITE_COLOURS.items()}
-
-
-def psnr(mse: np.ndarray | float) -> np.ndarray:
-    mse = np.maximum(np.asarray(mse, np.float64), 10 ** (-PSNR_CAP / 10))
-    return -10 * np.log10(mse)
 
 
 def colour_mask(frames: np.ndarray, rgb: np.ndarray, tol: float) -> np.ndarray:
@@ -106,21 +103,27 @@ def sprite_scores(frames: np.ndarray, gt: WorldVideo) -> dict[str, float]:
     }
 
 
-def tile_fidelity_psnr(frames: np.ndarray, tiles: np.ndarray, sprite: np.ndarray | None = None) -> np.ndarray:
-    """Per frame: PSNR of the frame against its nearest drawing from ``tiles``.
+def tile_drawing(frames: np.ndarray, tiles: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The nearest drawing of each frame from ``tiles``: every 8 x 8 frame tile replaced by
+    the candidate with the least squared error on its kept pixels (the first on ties).
 
-    frames: [T, 3, H, W]; tiles: [K, 3, 8, 8] (``WorldVideo.tiles``); sprite: [T, H, W]
-    pixels left out. Every frame tile takes the candidate with the least error on its
-    kept pixels."""
+    frames: [T, 3, H, W]; tiles: [K, 3, 8, 8] (``WorldVideo.tiles``); keep: [T, H, W] bool
+    -> [T, 3, H, W]."""
     T, C, H, W = frames.shape
-    keep = ~(any_sprite_colour(frames) if sprite is None else sprite)
     blocks = frames.reshape(T, C, H // TILE, TILE, W // TILE, TILE).transpose(0, 2, 4, 1, 3, 5)  # [T, r, c, 3, 8, 8]
     mask = keep.reshape(T, H // TILE, TILE, W // TILE, TILE).transpose(0, 1, 3, 2, 4)  # [T, r, c, 8, 8]
     err = ((blocks[:, :, :, None] - tiles[None, None, None]) ** 2).mean(axis=4)  # [T, r, c, K, 8, 8]
-    sums = (err * mask[:, :, :, None]).sum(axis=(-2, -1)).min(axis=-1)  # [T, r, c]
-    counts = mask.sum(axis=(-2, -1))
-    mse = sums.sum(axis=(1, 2)) / np.maximum(counts.sum(axis=(1, 2)), 1)
-    return psnr(mse)
+    best = (err * mask[:, :, :, None]).sum(axis=(-2, -1)).argmin(axis=-1)  # [T, r, c]
+    return tiles[best].transpose(0, 3, 1, 4, 2, 5).reshape(T, C, H, W)
+
+
+def tile_fidelity_psnr(frames: np.ndarray, tiles: np.ndarray, sprite: np.ndarray | None = None) -> np.ndarray:
+    """Per frame: PSNR of the frame against its nearest drawing from ``tiles`` (``tile_drawing``)
+    over the pixels not in ``sprite``.
+
+    frames: [T, 3, H, W]; tiles: [K, 3, 8, 8]; sprite: [T, H, W] pixels left out -> [T]."""
+    keep = ~(any_sprite_colour(frames) if sprite is None else sprite)
+    return masked_psnr(frames, tile_drawing(frames, tiles, keep), keep)
 
 
 def tile_shifts(frames: np.ndarray, margin: float = 1e-4) -> np.ndarray:
@@ -164,16 +167,21 @@ def revisit_psnr(frames: np.ndarray, camera: np.ndarray, window: int, first: int
     as visits, not as returns."""
     sprite = any_sprite_colour(frames) if sprite is None else sprite
     last_seen: dict[int, int] = {}
-    within, beyond = [], []
+    pairs, masks = [], []  # (frame, earlier frame of the same view), kept pixels
     for t in range(len(frames)):
         o = int(camera[t])
         if o in last_seen and t >= first:
             s = last_seen[o]
             keep = ~_dilate(sprite[t] | sprite[s])
             if keep.any():
-                mse = ((frames[t] - frames[s]) ** 2).mean(axis=0)[keep].mean()
-                (within if t - s <= window else beyond).append(float(psnr(mse)))
+                pairs.append((t, s))
+                masks.append(keep)
         last_seen[o] = t
+    within, beyond = [], []
+    if pairs:
+        now, then = (list(x) for x in zip(*pairs))
+        for (t, s), db in zip(pairs, masked_psnr(frames[now], frames[then], np.stack(masks))):
+            (within if t - s <= window else beyond).append(float(db))
     return {
         "revisit_psnr_within": float(np.mean(within)) if within else float("nan"),
         "revisit_psnr_beyond": float(np.mean(beyond)) if beyond else float("nan"),
@@ -187,7 +195,7 @@ def frame_analysis(frames: np.ndarray, gt: WorldVideo) -> tuple[np.ndarray, np.n
     each frame's entries depend on that frame alone, so one analysis serves every prefix."""
     frames = np.asarray(frames, np.float32)
     sprite = any_sprite_colour(frames)
-    gt_psnr = psnr(((frames - gt.frames[:len(frames)]) ** 2).mean(axis=(1, 2, 3)))
+    gt_psnr = frame_psnr(frames, gt.frames[:len(frames)])
     return sprite, tile_fidelity_psnr(frames, gt.tiles, sprite), gt_psnr
 
 
@@ -226,34 +234,41 @@ class OracleConfig:
     window: int = 16  # revisits at most this many frames back count as "within"
 
 
+SERIES = ("continuation_psnr", "psnr_gt", "palette_fidelity", "sprite_presence_error", "spurious_colours",
+          "background_psnr", "pan_consistency", "revisit_psnr_beyond")
+
+
+def oracle(frames: torch.Tensor, meta: VideoMeta, window: int = OracleConfig.window) -> MetricOutput:
+    """The oracle metrics of a toy-world video: ``oracle_scores`` over the whole video (the
+    scalars) and per segment (the series of SERIES; revisits look back over the whole
+    prefix). The ground truth is simulated from the prompt timeline and seed.
+
+    frames [T, 3, 32, 32] in [0, 1]; meta: model "toy" with its seed. ValueError otherwise."""
+    if meta.model != "toy" or meta.seed is None:
+        raise ValueError(f"the oracle metric needs a toy-world video with its seed (model={meta.model!r})")
+    video = frames.detach().float().cpu().numpy()
+    gt = simulate(meta.prompt_frames(), len(video), meta.seed)
+    if video.shape[1:] != gt.frames.shape[1:]:
+        h, w = gt.frames.shape[2:]
+        raise ValueError(f"the oracle needs {h} x {w} toy-world frames; got {video.shape[2]} x {video.shape[3]}")
+    kw = {"window": window, "analysis": frame_analysis(video, gt), "prefix_frames": meta.prefix_frames}
+    scalars = oracle_scores(video, gt, 0, len(video), **kw)
+    per_segment = [(a, b, oracle_scores(video, gt, a, b, **kw))
+                   for a, b in segment_bounds(len(video), meta.fps, meta.segment_seconds)]
+    series = {key: Series.from_rows(((a, b, s[key]) for a, b, s in per_segment), meta.fps) for key in SERIES}
+    return MetricOutput(scalars, series)
+
+
 @METRICS.register("oracle", config=OracleConfig)
 class OracleMetric(Metric):
-    """The oracle metrics on the metric interface: scalars over the whole video, and a series
-    per segment (revisits look back over the whole prefix). Toy world only: the ground
-    truth is simulated from the video's prompt timeline and seed."""
+    """``oracle`` on the metric interface. Toy world only."""
 
     name = "oracle"
     version = VERSION
     higher_is_better = {"spurious_colours": False, "sprite_presence_error": False, "sprite_presence": None,
                         "sprite_presence_gt": None, "sprite_presence_ratio": None, "revisits_within": None,
                         "revisits_beyond": None, "*": True}
-    SERIES = ("continuation_psnr", "psnr_gt", "palette_fidelity", "sprite_presence_error", "spurious_colours",
-              "background_psnr", "pan_consistency", "revisit_psnr_beyond")
+    SERIES = SERIES
 
     def score(self, frames: torch.Tensor, meta: VideoMeta) -> MetricOutput:
-        if meta.model != "toy" or meta.seed is None:
-            raise ValueError(f"the oracle metric needs a toy-world video with its seed (model={meta.model!r})")
-        video = frames.detach().float().cpu().numpy()
-        gt = simulate(meta.prompt_frames(), len(video), meta.seed)
-        if video.shape[1:] != gt.frames.shape[1:]:
-            h, w = gt.frames.shape[2:]
-            raise ValueError(f"the oracle needs {h} x {w} toy-world frames; got {video.shape[2]} x {video.shape[3]}")
-        window = self.config.window if self.config else OracleConfig().window
-        analysis = frame_analysis(video, gt)
-        kw = {"window": window, "analysis": analysis, "prefix_frames": meta.prefix_frames}
-        scalars = oracle_scores(video, gt, 0, len(video), **kw)
-        per_segment = [(a, b, oracle_scores(video, gt, a, b, **kw))
-                       for a, b in segment_bounds(len(video), meta.fps, meta.segment_seconds)]
-        series = {key: Series(np.array([a for a, _, _ in per_segment]), np.array([b for _, b, _ in per_segment]),
-                              np.array([s[key] for _, _, s in per_segment]), meta.fps) for key in self.SERIES}
-        return MetricOutput(scalars, series)
+        return oracle(frames, meta, (self.config or OracleConfig()).window)

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from bench.errors import ConfigError, require
+from core.errors import ConfigError, require
 from metrics.base import METRICS, SEGMENT_SECONDS, Metric, VideoMeta, long_rows, split_key
 
 METRIC_MODULES = ("oracle", "system", "drift", "clip", "vbench", "lpips", "chunk_discontinuity",

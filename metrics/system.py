@@ -4,7 +4,9 @@ What the latency includes: per chunk, the denoising forwards, the clean forward 
 writes K/V, and the cache method's update. Prompt encoding and decoding are excluded
 (prompt encoding is reported separately in the run's meta.json). Peak memory: CUDA max
 allocated on a GPU; the process's peak resident memory on a CPU (which includes the
-model and everything else the process holds).
+model and everything else the process holds). ``system(num_frames, meta)`` is the
+functional form; nothing here is an image metric, so torchmetrics has nothing to add but
+the state.
 """
 
 from __future__ import annotations
@@ -54,29 +56,36 @@ def system_summary(chunks: Sequence[ChunkLike], frames: int, fps: float) -> dict
     }
 
 
+SCALARS = ("latency_mean_s", "latency_p50_s", "latency_p95_s", "first_chunk_latency_s", "fps", "kv_bytes",
+           "tokens_per_head_mean", "tokens_per_head_max", "peak_memory_bytes")
+
+
+def system(num_frames: int, meta: VideoMeta) -> MetricOutput:
+    """system_summary of the first ``num_frames`` frames (from ``meta.chunks``) as scalars, plus
+    series per chunk: latency, allocated KV bytes and mean tokens kept per head."""
+    if not meta.chunks:
+        raise ValueError("the system metric needs the rollout's chunk records (meta.chunks)")
+    summary = system_summary(meta.chunks, num_frames, meta.fps)
+    chunks = [c for c in meta.chunks if c.frame_end <= num_frames]
+
+    def series(values) -> Series:
+        return Series.from_rows(((c.frame_end - meta.frames_per_chunk, c.frame_end, float(v))
+                                 for c, v in zip(chunks, values)), meta.fps)
+
+    return MetricOutput(
+        {k: float(summary[k]) for k in SCALARS if k in summary},
+        {"latency_s": series([c.wall_s for c in chunks]), "kv_bytes": series([c.kv_bytes for c in chunks]),
+         "tokens_per_head_mean": series([np.asarray(c.tokens).mean() for c in chunks])})
+
+
 @METRICS.register("system")
 class SystemMetric(Metric):
-    """system_summary on the metric interface (from ``meta.chunks``), plus series per chunk:
-    latency, allocated KV bytes and mean tokens kept per head over time."""
+    """``system`` on the metric interface (the frames count, their pixels do not)."""
 
     name = "system"
     version = VERSION
     higher_is_better = {"fps": True, "*": False}
-    SCALARS = ("latency_mean_s", "latency_p50_s", "latency_p95_s", "first_chunk_latency_s", "fps", "kv_bytes",
-               "tokens_per_head_mean", "tokens_per_head_max", "peak_memory_bytes")
+    SCALARS = SCALARS
 
     def score(self, frames: torch.Tensor, meta: VideoMeta) -> MetricOutput:
-        if not meta.chunks:
-            raise ValueError("the system metric needs the rollout's chunk records (meta.chunks)")
-        summary = system_summary(meta.chunks, len(frames), meta.fps)
-        chunks = [c for c in meta.chunks if c.frame_end <= len(frames)]
-        starts = np.array([c.frame_end - meta.frames_per_chunk for c in chunks])
-        ends = np.array([c.frame_end for c in chunks])
-
-        def series(values) -> Series:
-            return Series(starts, ends, np.array(values, float), meta.fps)
-
-        return MetricOutput(
-            {k: float(summary[k]) for k in self.SCALARS if k in summary},
-            {"latency_s": series([c.wall_s for c in chunks]), "kv_bytes": series([c.kv_bytes for c in chunks]),
-             "tokens_per_head_mean": series([np.asarray(c.tokens).mean() for c in chunks])})
+        return system(len(frames), meta)

@@ -32,6 +32,7 @@ short tail joins the clip before it); each dimension is scored per clip (the ser
 entry per clip) and the scalar is the mean over clips. ``clip_seconds = None`` scores the
 whole video as one clip (plain VBench). Subject and background consistency also score the
 clip-to-clip video made of each clip's first frame: ``<dim>_clip2clip[enc]``.
+``vbench(frames, meta, models, config)`` is the functional form.
 """
 
 from __future__ import annotations
@@ -40,12 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import require
+from core.errors import require
 from metrics.base import (
     METRICS,
     SEGMENT_SECONDS,
@@ -56,8 +56,9 @@ from metrics.base import (
     metric_key,
     segment_bounds,
 )
-from metrics.clip import image_features, map_pairs, model_device
+from metrics.clip import image_features, map_pairs
 from metrics.encoders import WEIGHTS_ENV, EncoderUnavailable, weights_dirs
+from metrics.encoders.base import model_device
 
 VERSION = "vbench-v2"  # v2: dynamic_degree has no direction; one consistency key per encoder
 DIMENSIONS = ("subject_consistency", "background_consistency", "temporal_flickering",
@@ -153,6 +154,79 @@ class VBenchConfig:
         require(self.batch > 0, "vbench.batch", self.batch, "must be > 0")
 
 
+def same_as_subject(cfg: VBenchConfig) -> bool:
+    """Would background_consistency repeat subject_consistency (both asked for, one encoder)?"""
+    return "subject_consistency" in cfg.dimensions and cfg.background_encoder == cfg.subject_encoder
+
+
+def vbench(frames: torch.Tensor, meta: VideoMeta, models: dict[str, Any], config: VBenchConfig | None = None
+           ) -> MetricOutput:
+    """frames [T, C, H, W] in [0, 1] -> the configured dimensions per clip (series) and their
+    means over clips (scalars); ``models``: the encoders, flow model and aesthetic head the
+    dimensions need, by name (``VBench.needs``)."""
+    cfg = config or VBenchConfig()
+    T = len(frames)
+    clips = segment_bounds(T, meta.fps, cfg.clip_seconds) if cfg.clip_seconds else [(0, T)]
+    out, feats = MetricOutput(), {}
+
+    def features(enc: str) -> torch.Tensor:
+        if enc not in feats:
+            feats[enc] = image_features(models[enc], frames, cfg.batch)
+        return feats[enc]
+
+    def put(key: str, rows: list[tuple[int, int, float]]) -> None:
+        if rows:
+            out.series[key] = series = Series.from_rows(rows, meta.fps)
+            out.scalars[key] = float(series.values.mean())
+
+    for dim in cfg.dimensions:
+        if dim == "background_consistency" and same_as_subject(cfg):
+            why = (f"same encoder ({cfg.background_encoder}) and formula as "
+                   f"{metric_key('subject_consistency', cfg.subject_encoder)}: the two would be one number")
+            out.omitted[metric_key(dim, cfg.background_encoder)] = why
+        elif dim in ("subject_consistency", "background_consistency"):
+            enc = cfg.subject_encoder if dim == "subject_consistency" else cfg.background_encoder
+            phi = features(enc)
+            put(metric_key(dim, enc), [(a, b, vbench_consistency(phi[a:b])) for a, b in clips if b - a >= 2])
+            if cfg.clip_seconds and len(clips) >= 2:
+                out.scalars[metric_key(f"{dim}_clip2clip", enc)] = vbench_consistency(phi[[a for a, _ in clips]])
+        elif dim == "temporal_flickering":
+            put(dim, [(a, b, temporal_flickering(frames[a:b])) for a, b in clips if b - a >= 2])
+        elif dim == "dynamic_degree":
+            verdicts, pairs = dynamic_degree(frames, clips, meta.fps, models[cfg.flow], cfg)
+            put(metric_key("dynamic_degree", cfg.flow), verdicts)
+            put(metric_key("flow_magnitude", cfg.flow), pairs)
+        elif dim == "motion_smoothness":
+            model = models[cfg.flow]
+            put(metric_key(dim, f"flow-interp-{cfg.flow}"),
+                [(a, b, motion_smoothness(frames[a:b], model, cfg.batch)) for a, b in clips if b - a >= 3])
+        elif dim == "aesthetic_quality":
+            head = models[cfg.aesthetic_head]
+            phi, device = features(cfg.aesthetic_encoder), model_device(head)
+            with torch.no_grad():
+                per_frame = head(phi.to(device) if device else phi).reshape(-1).float().cpu() / 10
+            put(metric_key(dim, cfg.aesthetic_encoder), [(a, b, float(per_frame[a:b].mean())) for a, b in clips])
+    return out
+
+
+def dynamic_degree(frames: torch.Tensor, clips: list[tuple[int, int]], fps: float, flow: Any, cfg: VBenchConfig
+                   ) -> tuple[list[tuple[int, int, float]], list[tuple[int, int, float]]]:
+    """(per clip (start, end, 1 if dynamic else 0), per subsampled pair (i, j, top-5 % flow
+    magnitude)) for frames [T, C, H, W] (module doc)."""
+    step = max(1, round(fps / cfg.flow_fps))
+    threshold = 6.0 * min(frames.shape[-2:]) / 256
+    verdicts, pairs = [], []
+    for a, b in clips:
+        idx = list(range(a, b, step))
+        if len(idx) < 2:
+            continue
+        mags = top_magnitude(pair_flow(flow, frames[idx[:-1]], frames[idx[1:]], cfg.batch))
+        moving = int((mags > threshold).sum()) >= max(1, round(4 * len(idx) / 16))
+        verdicts.append((a, b, float(moving)))
+        pairs += [(i, j, float(m)) for i, j, m in zip(idx[:-1], idx[1:], mags)]
+    return verdicts, pairs
+
+
 @METRICS.register("vbench", config=VBenchConfig)
 class VBench(Metric):
     """The configured VBench dimensions, per clip and averaged over clips."""
@@ -176,76 +250,14 @@ class VBench(Metric):
             return {}
         return {cfg.aesthetic_head: load_aesthetic_head(cfg.aesthetic_head, weights_dir)}
 
-    def __init__(self, config: VBenchConfig | None = None, models: dict[str, Any] | None = None) -> None:
+    def __init__(self, config: VBenchConfig | None = None, models: dict[str, Any] | None = None,
+                 **kwargs: Any) -> None:
         """The aesthetic head may be passed in ``models`` under ``config.aesthetic_head``;
         otherwise it is loaded from its file here, before any video is scored."""
-        super().__init__(config, models)
+        super().__init__(config, models, **kwargs)
         cfg = self.config or VBenchConfig()
         if "aesthetic_quality" in cfg.dimensions and cfg.aesthetic_head not in self.models:
             self.models[cfg.aesthetic_head] = load_aesthetic_head(cfg.aesthetic_head)
 
     def score(self, frames: torch.Tensor, meta: VideoMeta) -> MetricOutput:
-        cfg = self.config or VBenchConfig()
-        T = len(frames)
-        clips = segment_bounds(T, meta.fps, cfg.clip_seconds) if cfg.clip_seconds else [(0, T)]
-        out, feats = MetricOutput(), {}
-
-        def features(enc: str) -> torch.Tensor:
-            if enc not in feats:
-                feats[enc] = image_features(self.models[enc], frames, cfg.batch)
-            return feats[enc]
-
-        def put(key: str, rows: list[tuple[int, int, float]]) -> None:
-            if rows:
-                starts, ends, values = map(np.array, zip(*rows))
-                out.scalars[key] = float(values.mean())
-                out.series[key] = Series(starts, ends, values, meta.fps)
-
-        for dim in cfg.dimensions:
-            if dim == "background_consistency" and self._same_as_subject():
-                why = (f"same encoder ({cfg.background_encoder}) and formula as "
-                       f"{metric_key('subject_consistency', cfg.subject_encoder)}: the two would be one number")
-                out.omitted[metric_key(dim, cfg.background_encoder)] = why
-            elif dim in ("subject_consistency", "background_consistency"):
-                enc = cfg.subject_encoder if dim == "subject_consistency" else cfg.background_encoder
-                phi = features(enc)
-                put(metric_key(dim, enc), [(a, b, vbench_consistency(phi[a:b])) for a, b in clips if b - a >= 2])
-                if cfg.clip_seconds and len(clips) >= 2:
-                    firsts = phi[[a for a, _ in clips]]
-                    out.scalars[metric_key(f"{dim}_clip2clip", enc)] = vbench_consistency(firsts)
-            elif dim == "temporal_flickering":
-                put(dim, [(a, b, temporal_flickering(frames[a:b])) for a, b in clips if b - a >= 2])
-            elif dim == "dynamic_degree":
-                self._dynamic_degree(frames, clips, meta, put)
-            elif dim == "motion_smoothness":
-                model = self.models[cfg.flow]
-                put(metric_key(dim, f"flow-interp-{cfg.flow}"),
-                    [(a, b, motion_smoothness(frames[a:b], model, cfg.batch)) for a, b in clips if b - a >= 3])
-            elif dim == "aesthetic_quality":
-                head = self.models[cfg.aesthetic_head]
-                phi, device = features(cfg.aesthetic_encoder), model_device(head)
-                with torch.no_grad():
-                    per_frame = head(phi.to(device) if device else phi).reshape(-1).float().cpu() / 10
-                put(metric_key(dim, cfg.aesthetic_encoder), [(a, b, float(per_frame[a:b].mean())) for a, b in clips])
-        return out
-
-    def _same_as_subject(self) -> bool:
-        """Would background_consistency repeat subject_consistency (both asked for, one encoder)?"""
-        cfg = self.config or VBenchConfig()
-        return "subject_consistency" in cfg.dimensions and cfg.background_encoder == cfg.subject_encoder
-
-    def _dynamic_degree(self, frames: torch.Tensor, clips: list[tuple[int, int]], meta: VideoMeta, put) -> None:
-        cfg = self.config or VBenchConfig()
-        step = max(1, round(meta.fps / cfg.flow_fps))
-        threshold = 6.0 * min(frames.shape[-2:]) / 256
-        verdicts, pairs = [], []
-        for a, b in clips:
-            idx = list(range(a, b, step))
-            if len(idx) < 2:
-                continue
-            mags = top_magnitude(pair_flow(self.models[cfg.flow], frames[idx[:-1]], frames[idx[1:]], cfg.batch))
-            moving = int((mags > threshold).sum()) >= max(1, round(4 * len(idx) / 16))
-            verdicts.append((a, b, float(moving)))
-            pairs += [(i, j, float(m)) for i, j, m in zip(idx[:-1], idx[1:], mags)]
-        put(metric_key("dynamic_degree", cfg.flow), verdicts)
-        put(metric_key("flow_magnitude", cfg.flow), pairs)
+        return vbench(frames, meta, self.models, self.config)

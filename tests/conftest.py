@@ -70,6 +70,8 @@ def fast_configs(role_map: str) -> dict:
                                           anchor_window_frames=2, memory_window_frames=2, episode_max_frames=4),
         "rolling_sink": RollingSinkConfig(budget_frames=9),  # the tiny horizon: 6 replayed frames + 1 chunk
         "dummy_forcing": DummyForcingConfig(),
+        "pyramid_forcing": __import__("methods.pyramid_forcing", fromlist=["PyramidForcingConfig"]).PyramidForcingConfig(labels=[["anchor", "wave"], ["veil", "anchor"]], sink_time_clamp_min=6, sink_time_clamp_max=9),  # the tiny horizon of 9
+        "forcing_kv": __import__("methods.forcing_kv", fromlist=["ForcingKVConfig"]).ForcingKVConfig(roles="all_dynamic"),
         "control_random_eviction": RandomEvictionConfig(budget_frames=4),
         "control_scrambled_positions": ScrambledPositionsConfig(budget_frames=4),
         "control_stale": StaleConfig(budget_frames=4),

@@ -21,10 +21,10 @@ from safetensors.torch import save_file
 from synthetic_runs import write_run
 
 import bench.cli
-import bench.evaluate_toy
 import bench.input_checks
-import bench.train
-import methods.head_forcing.profile
+import bench.tools.evaluate_toy
+import bench.tools.profile
+import bench.tools.train_backbone
 from bench.cli import main
 from bench.models.toy import ToyConfig, ToyDiT
 from bench.preflight import check_command_line
@@ -116,9 +116,9 @@ def in_work(work, tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no_netrc"))
     monkeypatch.setattr(bench.cli, "_hydra", _refuse, raising=False)
-    monkeypatch.setattr(bench.train, "train_backbone", _refuse)
-    monkeypatch.setattr(methods.head_forcing.profile, "profile_heads", _refuse)
-    monkeypatch.setattr(bench.evaluate_toy, "execute", _refuse)
+    monkeypatch.setattr(bench.tools.train_backbone, "train_backbone", _refuse)
+    monkeypatch.setattr(bench.tools.profile, "profile_heads", _refuse)
+    monkeypatch.setattr(bench.tools.evaluate_toy, "execute", _refuse)
     return work
 
 

@@ -7,8 +7,8 @@ import torch
 from conftest import TINY
 from safetensors.torch import save_file
 
-from bench.errors import ConfigError
 from bench.models.toy import ToyConfig, ToyDiT
+from core.errors import ConfigError
 
 
 def outputs(model, seed=0):

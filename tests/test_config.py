@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
-from bench.errors import ConfigError
+from bench.config import select_methods
 from bench.preflight import check_command_line
+from core.errors import ConfigError
+from methods import METHODS
 
 
 def error_of(overrides, multirun=False) -> str:
@@ -29,11 +33,10 @@ def test_issue_example_overrides():
 
 @pytest.mark.parametrize("overrides, expected", [
     (["method=foo"], "method='foo': no such method option; allowed: control_no_history, control_random_eviction, "
-                     "control_scrambled_positions, control_stale, deep_forcing, dummy_forcing, full, head_forcing, "
-                     "infinity_rope, rolling_sink, sink"),
+                     "control_scrambled_positions, control_stale, deep_forcing, dummy_forcing, "),
     (["method.name=foo"], "method.name='foo' is not a registered method; allowed: control_no_history, "
                           "control_random_eviction, control_scrambled_positions, control_stale, deep_forcing, "
-                          "dummy_forcing, full"),
+                          "dummy_forcing, "),
     (["method=sliding_window", "method.budget_frames=-1"], "method.budget_frames=-1: allowed: >= 0"),
     (["method=sink", "method.sink_frames=13"],
      "method.sink_frames=13: the sink must fit the budget; allowed: <= method.budget_frames=12"),
@@ -58,6 +61,18 @@ def test_bad_values_give_one_line_errors(overrides, expected):
     assert expected in error_of(overrides)
 
 
+def test_sweep_presets_select_methods_by_pattern():
+    """A preset names a selector, not methods: a new bounded method joins equal_budget by being registered."""
+    assert select_methods("headline").split(",") == ["head_forcing", "sink", "sliding_window"]
+    assert select_methods("controls").split(",") == sorted(n for n in METHODS.names() if n.startswith("control_"))
+    assert select_methods("all").split(",") == METHODS.names()
+    assert "full" not in select_methods("budgeted").split(",") and "sink" in select_methods("budgeted").split(",")
+    both = select_methods("headline+budgeted").split(",")
+    assert both[:3] == ["head_forcing", "sink", "sliding_window"] and len(both) == len(set(both))  # no repeats
+    with pytest.raises(ConfigError, match="sweep methods selector='bogus': allowed: all, budgeted, controls, "):
+        select_methods("bogus")
+
+
 def test_triton_attention_needs_cuda_or_the_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     assert "attention='triton' on device='cpu': attention backend 'triton' needs CUDA tensors" in error_of(
@@ -72,16 +87,18 @@ def test_triton_attention_needs_cuda_or_the_interpreter(monkeypatch):
 def test_multirun_expands_and_validates_every_job():
     runs = check_command_line(["method=full,sink", "seed=0,1"], multirun=True)
     assert [(r.method.name, r.seed) for r in runs] == [("full", 0), ("full", 1), ("sink", 0), ("sink", 1)]
-    controls = ["control_random_eviction", "control_scrambled_positions", "control_stale", "control_no_history"]
+    controls = sorted(n for n in METHODS.names() if n.startswith("control_"))
+    budgeted = [e.name for e in METHODS if "budget_frames" in {f.name for f in fields(e.config)}]
     default = check_command_line(["sweep=default"], multirun=True)
     assert [(r.method.name, r.seed) for r in default] == [
-        (m, s) for m in ["sliding_window", "sink", "head_forcing", *controls] for s in (0, 1, 2)]
+        (m, s) for m in ["head_forcing", "sink", "sliding_window", *controls] for s in (0, 1, 2)]
     assert all(r.prefix() == 18 for r in default)  # the toy world's ground-truth prefix
     # the bounded controls run at sliding_window's default budget: the same KV bytes
     assert {r.method.budget_frames for r in default if r.method.name in controls[:3] + ["sliding_window"]} == {12}
     equal = check_command_line(["sweep=equal_budget"], multirun=True)
-    assert len(equal) == 33 and {r.method.budget_frames for r in equal} == {16}
-    assert [r.method.name for r in equal][-12::3] == controls and {r.seed for r in equal} == {0, 1, 2}
+    assert len(equal) == 3 * len(budgeted) and {r.method.budget_frames for r in equal} == {16}
+    assert [r.method.name for r in equal][::3] == budgeted and {r.seed for r in equal} == {0, 1, 2}
+    assert set(controls) < set(budgeted) and {"full", "head_forcing"} - set(budgeted) == {"full"}
     # a bad value in any one job of the sweep fails the whole sweep up front
     assert "durations: 1200 frames" in error_of(["method=sink,full", "durations=[300]"], multirun=True)
 
@@ -91,10 +108,15 @@ def test_repacked_sink_fits_long_durations():
     assert run.frames() == [2400]
 
 
+def budgeted_methods() -> int:
+    return sum("budget_frames" in {f.name for f in fields(e.config)} for e in METHODS)
+
+
 @pytest.mark.parametrize("preset, jobs, prompt_set, prompts", [
-    ("default", 21, "toy", 3), ("equal_budget", 33, "toy", 16), ("ablations", 18, "toy", 16),
-    ("multi_prompt", 36, "toy_multi", 8)])
+    ("default", lambda: 21, "toy", 3), ("equal_budget", lambda: 3 * budgeted_methods(), "toy", 16),
+    ("ablations", lambda: 18, "toy", 16), ("multi_prompt", lambda: 3 * len(METHODS.names()), "toy_multi", 8)])
 def test_sweep_presets_compose_every_job(preset, jobs, prompt_set, prompts):
+    jobs = jobs()
     runs = check_command_line([f"sweep={preset}"], multirun=True)
     assert len(runs) == jobs and len({(r.method.shown_name, r.seed) for r in runs}) == jobs
     assert all(r.prompts.name == prompt_set and len(r.prompts.selected()) == prompts for r in runs)

@@ -7,10 +7,10 @@ import pytest
 import torch
 from conftest import fast_configs
 
-from bench.errors import ConfigError
+from bench.report.runs import CONTROL_PREFIX as REPORT_PREFIX
 from bench.rollout import generate
-from bench.run_dirs import CONTROL_PREFIX as REPORT_PREFIX
 from bench.sampler import FlowSampler
+from core.errors import ConfigError
 from methods import METHODS, build_method
 from methods.controls import CONTROL_PREFIX
 from methods.controls._seeding import seeded_generator

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.errors import ConfigError
+from core.errors import ConfigError
 from metrics.encoders import (
     ENCODERS,
     WEIGHTS_DIR,

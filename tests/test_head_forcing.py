@@ -9,14 +9,14 @@ import pytest
 import torch
 from conftest import fast_configs
 
-from bench.errors import ConfigError
 from bench.rollout import generate
 from bench.sampler import FlowSampler
+from bench.tools.profile import ProfileConfig, profile_heads, role_map_json, write_role_map
+from core.errors import ConfigError
 from methods import build_method
 from methods.base import KIND_MERGED, KIND_SINK
 from methods.head_forcing.memory import Episode, EpisodicMemory, merge
-from methods.head_forcing.profile import ProfileConfig, profile_heads, role_map_json, write_role_map
-from methods.head_forcing.roles import RoleThresholds, agreement, classify, counts
+from methods.roles import RoleThresholds, agreement, classify, counts
 
 
 def test_role_classification_on_synthetic_statistics():

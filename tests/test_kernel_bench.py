@@ -9,7 +9,7 @@ import torch
 
 from bench.cli import main as cli_main
 from bench.preflight import model_geometry
-from kernels.bench import distributions, make_case
+from bench.tools.kernel_bench import distributions, make_case
 from kernels.bench_impls import IMPLEMENTATIONS, Case
 from kernels.reference import ragged_attention_reference
 

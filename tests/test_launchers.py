@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import TINY_OVERRIDES
 
-from bench.errors import ConfigError
 from bench.preflight import check_command_line
+from core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 # Two jobs (two methods), the tiny backbone, one prompt, 6 frames, no scored metrics.

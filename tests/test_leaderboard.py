@@ -20,13 +20,13 @@ from PIL import Image
 from synthetic_runs import write_run as write_run_dir
 
 from bench import cli
-from bench.errors import ConfigError
-from bench.leaderboard import build_board, cell_rng, main, resolve_primary
-from bench.leaderboard_html import find_chromium
-from bench.leaderboard_plots import pareto_front, segment_means
-from bench.run_dirs import load, method_labels
-from bench.stats import bootstrap_mean, paired_bootstrap
-from bench.validity import check_controls, validity_markdown
+from bench.report.leaderboard import build_board, cell_rng, main, resolve_primary
+from bench.report.leaderboard_html import find_chromium
+from bench.report.leaderboard_plots import pareto_front, segment_means
+from bench.report.runs import load, method_labels
+from bench.report.stats import bootstrap_mean, paired_bootstrap
+from bench.report.validity import check_controls, validity_markdown
+from core.errors import ConfigError
 
 # Base values; the two controls come last so that the methods' formulas below keep their index.
 METHODS = {"full": 0.90, "head_forcing": 0.80, "sliding_window": 0.85, "control_stale": 0.95,

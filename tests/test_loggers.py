@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import TINY_OVERRIDES
 
-from bench.errors import ConfigError
 from bench.preflight import check_command_line
 from bench.run import execute
+from core.errors import ConfigError
 
 
 def test_wandb_logger_writes_one_offline_run_per_forcebench_run(tmp_path, monkeypatch):

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.errors import ConfigError
-from bench.world import simulate
+from core.errors import ConfigError
+from core.world import simulate
 from metrics.base import VideoMeta, long_rows
 from metrics.clip import ClipConfig, ClipConsistency, prompt_segments
 from metrics.encoders import load_encoder

@@ -34,7 +34,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from bench.world import simulate
+from core.world import simulate
 from metrics.base import METRICS, SEGMENT_SECONDS, VideoMeta
 from metrics.encoders import load_encoder
 from metrics.suite import MetricsConfig, Suite

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.errors import ConfigError
+from core.errors import ConfigError
 from metrics.base import Series, VideoMeta, frame_series, long_rows
 from metrics.drift import QUALITY, DriftConfig, DriftMetric, drift_of, least_squares_slope
 from metrics.encoders import load_encoder

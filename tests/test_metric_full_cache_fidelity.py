@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
-from bench.leaderboard import resolve_primary
 from bench.preflight import check_command_line
+from bench.report.leaderboard import resolve_primary
+from bench.report.runs import load
+from bench.report.validity import default_primary
 from bench.run import execute
-from bench.run_dirs import load
-from bench.validity import default_primary
 from metrics.base import VideoMeta
 from metrics.full_cache_fidelity import FullCacheFidelity
 from metrics.suite import Suite

@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import TINY_OVERRIDES
 
-from bench.errors import ConfigError
 from bench.preflight import check_command_line, compose_run_config
 from bench.run import execute
-from bench.world import simulate
+from core.errors import ConfigError
+from core.world import simulate
 from metrics.base import VideoMeta
 from metrics.oracle import OracleMetric
 from metrics.suite import MetricsConfig, build_suite

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
-from bench.errors import ConfigError
-from bench.world import simulate
+from core.errors import ConfigError
+from core.world import simulate
 from metrics.base import VideoMeta, long_rows
 from metrics.encoders import EncoderUnavailable, load_encoder
 from metrics.vbench import VBench, VBenchConfig, motion_smoothness, temporal_flickering, warp

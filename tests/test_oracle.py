@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.world import simulate
+from core.world import simulate
 from metrics.oracle import PSNR_CAP, oracle_scores
 
 PROMPT = "forest bricks, red cross bouncing, white ring sliding, camera pans right"

@@ -8,11 +8,11 @@ import pytest
 import torch
 from conftest import TINY
 
-from bench.errors import ConfigError
 from bench.models.toy import ToyConfig
 from bench.preflight import check_command_line
 from bench.rollout import generate
 from bench.sampler import FlowSampler
+from core.errors import ConfigError
 from methods import build_method
 from methods.base import KIND_SINK
 from methods.dummy_forcing import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bench.config import PromptSetConfig
-from bench.errors import ConfigError
 from bench.preflight import check_command_line
+from core.errors import ConfigError
 
 
 def test_text_file_one_prompt_per_line(tmp_path):

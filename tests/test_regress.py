@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main as cli
-from bench.regress import read_reference
-from bench.regress_tolerances import Tolerance, Tolerances, load_tolerances
+from bench.report.regress import read_reference
+from bench.report.regress_tolerances import Tolerance, Tolerances, load_tolerances
 
 REPO = Path(__file__).resolve().parent.parent
 CI_TOLERANCES = REPO / "conf" / "regress" / "toy_ci.yaml"
@@ -31,7 +31,7 @@ def regress(capsys, *args) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def ci_runs(tmp_path_factory) -> Path:
     """The sweep of conf/regress/toy_ci.yaml, run once (in process) for this module."""
-    from bench.regress import run_sweep
+    from bench.report.regress import run_sweep
 
     runs = tmp_path_factory.mktemp("ci") / "runs"
     run_sweep(load_tolerances(CI_TOLERANCES).sweep, runs)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.rollout import generate, prompt_starts
+from bench.rollout import generate
 from bench.sampler import FlowSampler
+from core.timeline import prompt_starts
 from methods import build_method
 from methods.full import FullConfig
 from methods.sink import SinkConfig

@@ -180,7 +180,7 @@ WORLD_SIZED = ["model.checkpoint=null", "model.dim=24", "model.layers=1", "model
 
 
 def test_a_toy_world_run_starts_after_a_ground_truth_prefix(tmp_path):
-    from bench.world import simulate
+    from core.world import simulate
 
     (run,) = check_command_line([*WORLD_SIZED, "method=sliding_window", f"out_dir={tmp_path}"], multirun=False)
     assert run.prefix() == 18  # the trained horizon (21) minus one chunk
@@ -209,7 +209,7 @@ def test_prefix_is_checked_before_any_work(tmp_path, capsys):
 
 
 def test_a_wrong_context_prefix_shows_another_seed_and_keeps_its_own_run(tmp_path):
-    from bench.world import OTHER_SEED_OFFSET, simulate
+    from core.world import OTHER_SEED_OFFSET, simulate
 
     (right,) = check_command_line([*WORLD_SIZED, "method=full", f"out_dir={tmp_path}"], multirun=False)
     (wrong,) = check_command_line([*WORLD_SIZED, "method=full", "prefix_source=other_seed", f"out_dir={tmp_path}"],

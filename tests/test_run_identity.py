@@ -17,10 +17,10 @@ from conftest import TINY_OVERRIDES
 
 import bench.run
 from bench.cli import main
-from bench.errors import ConfigError
 from bench.preflight import check_command_line
 from bench.records import safe_child
 from bench.run import execute
+from core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 # world-sized random-weight toy model: the oracle applies; 1 step keeps it fast

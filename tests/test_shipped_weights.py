@@ -18,7 +18,7 @@ WEIGHTS = Path(__file__).resolve().parent.parent / "bench" / "models" / "weights
 
 def reference_outputs() -> dict:
     from bench.models.toy import ToyConfig, ToyDiT
-    from bench.world import simulate
+    from core.world import simulate
     from metrics.encoders import load_encoder
 
     model = ToyDiT(ToyConfig(checkpoint=str(WEIGHTS / "toy_dit.safetensors"))).eval()

@@ -1,4 +1,4 @@
-"""bench/stats.py on samples with known answers."""
+"""bench/report/stats.py on samples with known answers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from bench.stats import (
+from bench.report.stats import (
     bootstrap_mean,
     minimum_detectable_difference,
     paired_bootstrap,

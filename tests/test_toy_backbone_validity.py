@@ -1,6 +1,6 @@
 """The shipped toy backbone tells a broken cache from a sound one.
 
-- The cache-use diagnostic (bench/toy_diagnostic.py) on the shipped weights reproduces its
+- The cache-use diagnostic (bench/tools/toy_diagnostic.py) on the shipped weights reproduces its
   recorded value (a retrained or damaged checkpoint moves it).
 - A small sweep through the runner (sink and sliding_window beside the four negative
   controls on the prompts of the default sweep, 3 panning prompts x 3 seeds, 10 s after the
@@ -25,7 +25,7 @@ SEEDS = (0,)
 
 def diagnostic_now() -> dict:
     from bench.models.toy import SHIPPED_WEIGHTS, ToyConfig, ToyDiT
-    from bench.toy_diagnostic import diagnostic
+    from bench.tools.toy_diagnostic import diagnostic
 
     torch.set_num_threads(1)
     model = ToyDiT(ToyConfig(checkpoint=SHIPPED_WEIGHTS)).eval()
@@ -43,9 +43,9 @@ def test_diagnostic_on_the_shipped_weights_matches_the_record():
 
 def test_controls_rank_below_sink_and_sliding_window(tmp_path):
     from bench.preflight import check_command_line
+    from bench.report.runs import load
+    from bench.report.validity import check_controls
     from bench.run import execute
-    from bench.run_dirs import load
-    from bench.validity import check_controls
 
     controls = "control_random_eviction,control_scrambled_positions,control_stale,control_no_history"
     runs = check_command_line([f"method=sink,sliding_window,{controls}", "seed=0,1,2", "durations=[10]",

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import evaluate_toy
 from bench.cli import main
+from bench.tools import evaluate_toy
 
 TINY_WORLD = ("model.dim=24", "model.layers=1", "model.heads=2", "steps=1", "seed=0",
               "prompts.select=[forest_bricks,city_bricks]")

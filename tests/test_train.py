@@ -9,10 +9,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bench.errors import ConfigError
 from bench.models.toy import ToyConfig, ToyDiT
-from bench.train import TrainConfig, chunk_timesteps, loss_on_batch, sample_clips, train_backbone
-from bench.train_encoder import EncoderTrainConfig, contrastive_loss, sample_pairs
+from bench.tools.train_backbone import (
+    TrainConfig,
+    chunk_timesteps,
+    loss_on_batch,
+    sample_clips,
+    train_backbone,
+)
+from bench.tools.train_encoder import EncoderTrainConfig, contrastive_loss, sample_pairs
+from core.errors import ConfigError
 from metrics.encoders import ToyClip, load_encoder
 
 SMALL = dict(dim=32, layers=2, heads=2, mlp_ratio=2)

@@ -11,8 +11,8 @@ import pytest
 from synthetic_runs import write_run
 
 from bench import cli
-from bench.run_dirs import load
-from bench.validity import check_controls
+from bench.report.runs import load
+from bench.report.validity import check_controls
 
 DURATIONS = (10.0, 60.0)
 DIRECTIONS = {"continuation_psnr": True, "lpips_prev[lpips-alex]": False, "flow_magnitude[flow-blockmatch]": None}

@@ -20,13 +20,13 @@ from omegaconf import OmegaConf
 from safetensors.torch import save_file
 
 from bench.config import CONF_DIR
-from bench.errors import ConfigError
 from bench.models.attention import block_causal_mask, teacher_forcing_mask
 from bench.models.wan import WanDiT
 from bench.models.wan_config import WanConfig, kv_cache_bytes, parameter_count
 from bench.preflight import check_command_line, model_geometry
 from bench.rollout import generate
 from bench.sampler import FlowSampler
+from core.errors import ConfigError
 from kernels import RaggedKV
 from methods import METHODS, build_method
 from methods.full import FullConfig
@@ -279,7 +279,7 @@ def test_vae_decode_and_stream(vae_folder):
 
 
 def test_perf_backbone_paths(tmp_path, vae_folder):
-    from bench import perf_backbone
+    from bench.tools import perf_backbone
 
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="needs a CUDA GPU"):
@@ -310,12 +310,13 @@ def test_perf_backbone_paths(tmp_path, vae_folder):
 
 def test_every_default_method_fits_the_full_size_model_for_60_s(tmp_path):
     """What perf_backbone runs on a GPU: each method's default config, at 60 s, on wan_1_3b."""
-    from bench import perf_backbone
+    from bench.tools import perf_backbone
 
     g = model_geometry("wan_1_3b")
-    role_map, written = perf_backbone.synthetic_role_map(g.layers, g.heads, str(tmp_path))
-    assert json.loads(open(role_map).read()) == written
-    assert written["counts"] == {"local": 210, "anchor": 60, "memory": 90}  # 7 / 2 / 3 of 12 heads, 30 layers
+    role_maps, written = perf_backbone.synthetic_role_maps(g.layers, g.heads, str(tmp_path))
+    assert {name: json.loads(open(path).read()) for name, path in role_maps.items()} == written
+    assert written["roles.json"]["counts"] == {"local": 210, "anchor": 60, "memory": 90}  # 7 / 2 / 3 of 12 heads
+    assert written["pyramid_labels.json"]["counts"] == {"anchor": 210, "wave": 120, "veil": 30}  # toy: 10 / 5 / 1 of 16
     for name in METHODS.names():
-        run = perf_backbone.load_run_config("wan_1_3b", name, None, None, role_map)
+        run = perf_backbone.load_run_config("wan_1_3b", name, None, None, role_maps)
         run.method.check(g, g.frames_for_seconds(60))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.errors import ConfigError
-from bench.models.toy import tokenize
 from bench.prompt_sets import load_prompt_set
-from bench.world import (
+from core.errors import ConfigError
+from core.toy_text import tokenize
+from core.world import (
     CANVAS_WIDTHS,
     HELDOUT_PAIRS,
     PALETTES,

@@ -4,7 +4,9 @@ A transformer block computes q, k, v (spatially rotated, [B, H, N, D]) and hands
 one of these objects, which owns the temporal positions:
 
 - ``CachedSelfAttention``: the rollout path. The chunk attends to each head's cache view
-  (through kernels.attention) and to itself; the chunk's k, v are kept for the cache.
+  (through kernels.attention) and to itself; the chunk's k, v are kept for the cache, and
+  what the cache method asked to see of each call (attention mass, logit statistics) is
+  handed to its observers.
 - ``MaskedSelfAttention``: one dense forward over a whole sequence with a frame-level
   mask (block-causal, or teacher forcing). Used by training and by the equivalence test
   that proves the cache path right.
@@ -13,15 +15,28 @@ one of these objects, which owns the temporal positions:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 import kernels
-from kernels import RaggedKV, Rope3D
+from kernels import LogitStats, RaggedKV, Rope3D
 
 # (layer, mass [N]) -> None: attention probability each cache entry received in one call.
 AttentionObserver = Callable[[int, torch.Tensor], None]
+# (layer, stats) -> None: pre-softmax logit statistics of the cache entries in one call,
+# ``stats.logit_sum`` / ``stats.positive`` [F, N] per query frame (kernels.LogitStats).
+LogitObserver = Callable[[int, LogitStats], None]
+
+
+@dataclass
+class AttentionObservers:
+    """The observers of a method that asks for logit statistics (``needs_attention_logits``),
+    passed where a plain ``AttentionObserver`` goes: ``mass`` (or None) and ``logits``."""
+
+    mass: AttentionObserver | None = None
+    logits: LogitObserver | None = None
 
 
 class CachedSelfAttention:
@@ -33,24 +48,34 @@ class CachedSelfAttention:
         rope: Rope3D,
         tokens_per_frame: int,
         keep_kv: bool = False,
-        observer: AttentionObserver | None = None,
+        observer: AttentionObserver | AttentionObservers | None = None,
     ) -> None:
         self.views = views
         self.rope = rope
         self.tokens_per_frame = tokens_per_frame
         self.kv: list[tuple[torch.Tensor, torch.Tensor]] | None = [] if keep_kv else None
+        self.logit_observer: LogitObserver | None = None
+        if isinstance(observer, AttentionObservers):
+            observer, self.logit_observer = observer.mass, observer.logits
         self.observer = observer
 
     def __call__(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         view = self.views[layer]
         q_pos = view.q_pos.repeat_interleave(self.tokens_per_frame, dim=1)  # [H, F * tpf]
-        out, mass = kernels.attention(
-            q, k, v, q_pos, view, self.rope, return_mass=self.observer is not None
-        )
+        if self.logit_observer is None:
+            out, mass = kernels.attention(
+                q, k, v, q_pos, view, self.rope, return_mass=self.observer is not None
+            )
+        else:
+            out, mass, stats = kernels.attention(
+                q, k, v, q_pos, view, self.rope, return_mass=self.observer is not None, return_logits=True
+            )
         if self.kv is not None:
             self.kv.append((k, v))
         if self.observer is not None:
             self.observer(layer, mass)
+        if self.logit_observer is not None:
+            self.logit_observer(layer, stats)
         return out
 
 

@@ -8,10 +8,8 @@ method can store them.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,73 +18,13 @@ from safetensors.torch import load_file
 from torch import nn
 
 from bench.checkpoint_check import check_checkpoint
-from bench.errors import ConfigError
 from bench.models.attention import AttentionObserver, CachedSelfAttention, MaskedSelfAttention
-from bench.registry import Registry
+from core.geometry import Geometry
+from core.paths import existing_file
+from core.registry import Registry
 from kernels import RaggedKV, Rope3D, rope_split
 
 MODELS = Registry("model")
-REPO_DIR = Path(__file__).resolve().parents[2]
-
-
-def resolve_path(path: str) -> Path:
-    """A user path; a relative one not found from the working directory is tried from the repository root."""
-    file = Path(path).expanduser()
-    if not file.is_absolute() and not file.exists() and (REPO_DIR / file).exists():
-        return REPO_DIR / file
-    return file
-
-
-PATH_KINDS = {"file": Path.is_file, "folder": Path.is_dir, "file or folder": Path.exists}
-
-
-def existing_path(path: str, key: str, kind: str = "file") -> Path:
-    """``resolve_path(path)`` that is a ``kind`` (file, folder, or file or folder), or a
-    one-line ConfigError naming ``key`` and where it looked."""
-    found = resolve_path(path)
-    if not PATH_KINDS[kind](found):
-        raise ConfigError(f"{key}={path!r}: {kind} not found (looked at {found.resolve()})")
-    return found
-
-
-def existing_file(path: str, key: str) -> Path:
-    """``existing_path`` for a file."""
-    return existing_path(path, key, "file")
-
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """Shapes and time base of a backbone (what a cache method may plan with).
-
-    frame_shape: (C, H, W) of one generated frame in model space (pixels or latents).
-    tokens_per_frame: patches per frame; frames_per_chunk: frames generated per AR step.
-    rope_split: (temporal, height, width) dims of head_dim for 3-D RoPE.
-    horizon_frames: length of the training clips, in frames.
-    fps: frames of model-space time per second of video (4 for the toy and for Wan latents).
-    rope_max_positions: size of the RoPE position table; positions must stay below it.
-    """
-
-    frame_shape: tuple[int, int, int]
-    tokens_per_frame: int
-    frames_per_chunk: int
-    layers: int
-    heads: int
-    head_dim: int
-    rope_split: tuple[int, int, int]
-    horizon_frames: int
-    fps: float
-    rope_max_positions: int
-
-    def frames_for_seconds(self, seconds: float) -> int:
-        """Frames needed for ``seconds`` of video, rounded up to whole chunks."""
-        chunks = math.ceil(seconds * self.fps / self.frames_per_chunk - 1e-9)
-        return max(1, chunks) * self.frames_per_chunk
-
-    @property
-    def kv_entries_per_frame(self) -> int:
-        """Cache entries one frame adds across all layers and heads."""
-        return self.tokens_per_frame * self.layers * self.heads
 
 
 @dataclass

@@ -12,8 +12,6 @@ Reads top to bottom: config, prompt tokenizer, layers, the model. Weights are ra
 from __future__ import annotations
 
 import math
-import re
-import zlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -21,16 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.errors import require
-from bench.models.base import (
-    MODELS,
-    Backbone,
-    Geometry,
-    ModelConfig,
-    load_checkpoint,
-    transformer_geometry,
-)
-from bench.world import check_switch, parse_prompt
+from bench.models.base import MODELS, Backbone, ModelConfig, load_checkpoint, transformer_geometry
+from core.errors import require
+from core.geometry import Geometry
+from core.toy_text import tokenize
+from core.world import check_switch, parse_prompt
 from kernels import Rope3D
 
 SHIPPED_WEIGHTS = "bench/models/weights/toy_dit.safetensors"
@@ -82,7 +75,7 @@ class ToyConfig(ModelConfig):
 
     def check_inputs(self, dtype: str, timelines: list[list[tuple[float, str]]]) -> None:
         """float32 only (the timestep embedding is float32), and prompts of the toy world's
-        grammar whose switches keep the scene (bench/world.py)."""
+        grammar whose switches keep the scene (core/world.py)."""
         require(dtype == "float32", "dtype", dtype, "the toy backbone computes in float32 only; allowed: float32")
         for timeline in timelines:
             scenes = [parse_prompt(text) for _, text in timeline]
@@ -93,14 +86,6 @@ class ToyConfig(ModelConfig):
         """The state dict of a freshly built instance (the toy backbone is small)."""
         with torch.no_grad():
             return ToyDiT(replace(self, checkpoint=None)).state_dict()
-
-
-def tokenize(text: str, vocab: int, length: int) -> torch.Tensor:
-    """Words -> ids by a stable hash (id 1 is a start token, 0 padding). [length] int64."""
-    words = re.findall(r"[a-z0-9]+", text.lower())
-    ids = [1] + [2 + zlib.crc32(w.encode()) % (vocab - 2) for w in words]
-    ids = (ids + [0] * length)[:length]
-    return torch.tensor(ids, dtype=torch.long)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.errors import require
-from bench.models.base import Geometry, ModelConfig, existing_path, transformer_geometry
+from bench.models.base import ModelConfig, transformer_geometry
 from bench.models.wan_io import EmbeddingsFile, Umt5Encoder, WanVae
+from core.errors import require
+from core.geometry import Geometry
+from core.paths import existing_path
 
 
 @dataclass
@@ -68,7 +70,7 @@ class WanConfig(ModelConfig):
 
     @property
     def prediction(self) -> str:
-        """What the network outputs (bench/train.py reads it): Wan predicts the flow velocity."""
+        """What the network outputs (bench/tools/train_backbone.py reads it): Wan predicts the flow velocity."""
         return "velocity"
 
     def geometry(self) -> Geometry:

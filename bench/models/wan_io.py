@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from bench.errors import ConfigError
-from bench.models.base import existing_file, existing_path
+from core.errors import ConfigError
+from core.paths import existing_file, existing_path
 
 STAND_IN_TEXT = "stand-in text embeddings (seeded random, not UMT5)"
 STAND_IN_DECODE = "stand-in decode (sigmoid of latent channels 0-2, not the Wan VAE)"

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bench.errors import ConfigError
-from bench.models.base import existing_path
+from core.errors import ConfigError
+from core.paths import existing_path
 
 NESTED_KEYS = ("generator_ema", "generator", "model", "state_dict", "module")
 PREFIXES = ("model.", "module.", "diffusion_model.", "_orig_mod.")

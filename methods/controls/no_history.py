@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.errors import require
-from bench.models.base import Geometry
-from methods.base import METHODS, CacheMethod, LayerStore
-from methods.bounded import BoundedConfig, repacked_positions
+from core.errors import require
+from core.geometry import Geometry
+from methods.base import METHODS, LayerStore
+from methods.bounded import BoundedConfig, BoundedMethod
 
 
 @dataclass
@@ -40,11 +40,8 @@ class NoHistoryConfig(BoundedConfig):
 
 
 @METHODS.register("control_no_history", config=NoHistoryConfig)
-class NoHistory(CacheMethod):
+class NoHistory(BoundedMethod):
     config: NoHistoryConfig
 
     def evict(self, layer: int, store: LayerStore) -> None:
         store.keep(torch.zeros_like(store.frame, dtype=torch.bool))
-
-    def positions(self, layer, store, chunk_start):
-        return repacked_positions(store, self.geometry.frames_per_chunk)

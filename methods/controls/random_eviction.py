@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.errors import require
+from core.errors import require
 from methods.base import METHODS, CacheMethod, LayerStore
 from methods.bounded import BoundedConfig
 from methods.controls._seeding import seeded_generator

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bench.errors import require
+from core.errors import require
 from methods.base import METHODS, LayerStore
 from methods.bounded import BoundedConfig, repacked_positions
 from methods.controls._seeding import seeded_generator

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.errors import require
-from methods.base import METHODS, CacheMethod, LayerStore
-from methods.bounded import BoundedConfig, repacked_positions
+from core.errors import require
+from methods.base import METHODS, LayerStore
+from methods.bounded import BoundedConfig, BoundedMethod
 
 
 @dataclass
@@ -35,11 +35,8 @@ class StaleConfig(BoundedConfig):
 
 
 @METHODS.register("control_stale", config=StaleConfig)
-class Stale(CacheMethod):
+class Stale(BoundedMethod):
     config: StaleConfig
 
     def evict(self, layer: int, store: LayerStore) -> None:
         store.keep(store.frame < self.config.frames(self.geometry))
-
-    def positions(self, layer, store, chunk_start):
-        return repacked_positions(store, self.geometry.frames_per_chunk)

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench.errors import ConfigError, require
-from bench.models.base import Geometry
+from core.errors import ConfigError, require
+from core.geometry import Geometry
 from methods.base import (
     KIND_MERGED,
     KIND_RAW,
@@ -34,11 +34,10 @@ from methods.base import (
     METHODS,
     CacheMethod,
     LayerStore,
-    MethodConfig,
 )
-from methods.bounded import check_absolute_fits, repacked_positions
+from methods.bounded import BudgetConfig, check_absolute_fits, repacked_positions
 from methods.head_forcing.memory import Episode, EpisodicMemory
-from methods.head_forcing.roles import TOY_ROLE_MAP, existing_role_map, load_role_map
+from methods.roles import TOY_ROLE_MAP, existing_role_map, load_role_map
 
 ROLE_MODES = ("profiled", "all_local", "all_anchor", "all_memory", "shuffled")
 
@@ -54,13 +53,11 @@ class Allocation:
 
 
 @dataclass
-class HeadForcingConfig(MethodConfig):
+class HeadForcingConfig(BudgetConfig):
     name: str = "head_forcing"
     role_map: str = TOY_ROLE_MAP
     roles: str = "profiled"
     shuffle_seed: int = 0
-    budget_frames: int = 12
-    budget_tokens: int | None = None
     local_frames: int = 3
     anchor_sink_frames: int = 3
     anchor_window_frames: int = 3
@@ -74,7 +71,7 @@ class HeadForcingConfig(MethodConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.roles in ROLE_MODES, "method.roles", self.roles, f"allowed: {', '.join(ROLE_MODES)}")
-        for key in ("budget_frames", "local_frames", "anchor_sink_frames", "anchor_window_frames",
+        for key in ("local_frames", "anchor_sink_frames", "anchor_window_frames",
                     "memory_window_frames", "episode_max_frames"):
             require(getattr(self, key) >= 0, f"method.{key}", getattr(self, key), "allowed: >= 0")
         require(0 <= self.episode_threshold <= 2, "method.episode_threshold", self.episode_threshold,
@@ -103,8 +100,7 @@ class HeadForcingConfig(MethodConfig):
         re-encoding at most what keeps positions inside the trained horizon). Budget still
         left then widens the local and anchor windows equally (again inside the horizon).
         """
-        total = (self.budget_tokens // geometry.tokens_per_frame if self.budget_tokens is not None
-                 else self.budget_frames * geometry.layers * geometry.heads)  # frames over all heads
+        total = self.total_frames(geometry)
         n = {r: int((roles == r).sum()) for r in ("local", "anchor", "memory")}
         room = geometry.horizon_frames - geometry.frames_per_chunk if self.rope_reencode else total
         used = n["local"] * self.local_frames + n["anchor"] * (self.anchor_sink_frames + self.anchor_window_frames)
@@ -140,6 +136,7 @@ class HeadForcingConfig(MethodConfig):
 @METHODS.register("head_forcing", config=HeadForcingConfig)
 class HeadForcing(CacheMethod):
     config: HeadForcingConfig
+    tags = ("headline",)
 
     def reset(self) -> None:
         super().reset()

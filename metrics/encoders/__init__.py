@@ -43,7 +43,7 @@ from metrics.encoders.base import (
 from metrics.encoders.dino import DinoConfig, DinoViTB16
 from metrics.encoders.flow import BlockMatchConfig, BlockMatchFlow, Raft, RaftConfig
 from metrics.encoders.openclip import ClipViTB32, ClipViTL14, OpenClipConfig, OpenClipEncoder
-from metrics.encoders.perceptual import Lpips, LpipsAlex, LpipsConfig, LpipsVgg
+from metrics.encoders.perceptual import LpipsAlex, LpipsNet, LpipsNetConfig, LpipsVgg
 from metrics.encoders.toy import ToyClip, ToyClipConfig
 from metrics.encoders.weights import (
     SUFFIXES,
@@ -61,7 +61,7 @@ from metrics.encoders.weights import (
 __all__ = [
     "ENCODERS", "SUFFIXES", "WEIGHTS_DIR", "WEIGHTS_ENV", "BlockMatchConfig", "BlockMatchFlow",
     "ClipViTB32", "ClipViTL14", "DinoConfig", "DinoViTB16", "Encoder", "EncoderUnavailable",
-    "EncoderWeightsError", "FeatureModel", "FlowModel", "Lpips", "LpipsAlex", "LpipsConfig",
+    "EncoderWeightsError", "FeatureModel", "FlowModel", "LpipsAlex", "LpipsNet", "LpipsNetConfig",
     "LpipsVgg", "OpenClipConfig", "OpenClipEncoder", "PerceptualDistance", "Raft", "RaftConfig",
     "ToyClip", "ToyClipConfig", "build_encoder", "find_weights", "load_encoder",
     "read_state_dict", "weights_dirs",

@@ -14,14 +14,16 @@ onto it before the keys are checked.
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.registry import Registry
+from core.registry import Registry
 
 ENCODERS = Registry("encoder")
 
@@ -135,7 +137,10 @@ def normalise(frames: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
     return (frames - m) / s
 
 
-def model_device(module: nn.Module) -> torch.device:
-    """The device of a module's first parameter (CPU for one without parameters)."""
-    param = next(module.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
+def model_device(model: Any) -> torch.device | None:
+    """The device of a module's first parameter or buffer, or ``model.device`` for another
+    object (a test stand-in); None for neither: it runs wherever its inputs are."""
+    if isinstance(model, nn.Module):
+        tensor = next(itertools.chain(model.parameters(), model.buffers()), None)
+        return tensor.device if tensor is not None else None
+    return getattr(model, "device", None)

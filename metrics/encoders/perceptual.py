@@ -9,6 +9,15 @@ alexnet-owt-7be5be79.pth or vgg16-397923af.pth, accepted under their own names.
 
 Inputs in [0, 1] are scaled to [-1, 1] inside. AlexNet needs frames of at least about
 32 pixels a side, VGG-16 at least 16.
+
+Not torchmetrics' LPIPS: ``LearnedPerceptualImagePatchSimilarity`` and its functional form
+build their trunk with torchvision's pretrained weights, fetched from the network when they
+are not cached, and take no local file (the functional form also rebuilds the network on
+every call); the lpips package takes the trunk from ours. The heads and the forward are
+the same code (torchmetrics vendors the lpips package).
+
+``LpipsNetConfig`` configures the network (``tiny``); the ``lpips`` metric's own config
+(which network, batch size) is ``metrics.lpips.LpipsConfig``.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ SLICE = re.compile(r"^slice\d+\.")
 
 
 @dataclass
-class LpipsConfig:
+class LpipsNetConfig:
     """tiny: lpips' forward over a small random trunk and fixed non-negative heads, for tests."""
 
     tiny: bool = False
@@ -78,14 +87,14 @@ def _tiny_lpips() -> nn.Module:
     return model.eval()
 
 
-class Lpips(PerceptualDistance):
+class LpipsNet(PerceptualDistance):
     trunk: str
 
-    def __init__(self, cfg: LpipsConfig | None = None) -> None:
+    def __init__(self, cfg: LpipsNetConfig | None = None) -> None:
         import lpips
 
         super().__init__()
-        self.cfg = cfg = cfg or LpipsConfig()
+        self.cfg = cfg = cfg or LpipsNetConfig()
         if cfg.tiny:
             self.model, self.heads_file = _tiny_lpips(), None
             return
@@ -117,13 +126,13 @@ class Lpips(PerceptualDistance):
         return self.model(a * 2 - 1, b * 2 - 1).flatten().float()
 
 
-@ENCODERS.register("lpips-alex", config=LpipsConfig)
-class LpipsAlex(Lpips):
+@ENCODERS.register("lpips-alex", config=LpipsNetConfig)
+class LpipsAlex(LpipsNet):
     name, trunk = "lpips-alex", "alex"
     aliases = ("alexnet-owt-7be5be79.pth",)
 
 
-@ENCODERS.register("lpips-vgg", config=LpipsConfig)
-class LpipsVgg(Lpips):
+@ENCODERS.register("lpips-vgg", config=LpipsNetConfig)
+class LpipsVgg(LpipsNet):
     name, trunk = "lpips-vgg", "vgg"
     aliases = ("vgg16-397923af.pth",)

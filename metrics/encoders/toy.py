@@ -1,6 +1,6 @@
 """``toy-clip``: a small image-text contrastive model trained on the toy world.
 
-It is trained by bench/train_encoder.py, shipped as bench/models/weights/toy_clip.safetensors
+It is trained by bench/tools/train_encoder.py, shipped as bench/models/weights/toy_clip.safetensors
 and reported under its own name, never as "CLIP".
 """
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.models.toy import tokenize
+from core.toy_text import tokenize
 from metrics.encoders.base import ENCODERS, Encoder
 
 
@@ -28,7 +28,7 @@ class ToyClipConfig:
 @ENCODERS.register("toy-clip", config=ToyClipConfig)
 class ToyClip(Encoder):
     """Image tower: 3 strided convolutions (32 -> 4 x 4 x 4w) + linear; text tower: mean of
-    word embeddings + MLP. Trained with a symmetric InfoNCE loss (bench/train_encoder.py)."""
+    word embeddings + MLP. Trained with a symmetric InfoNCE loss (bench/tools/train_encoder.py)."""
 
     name = "toy-clip"
 

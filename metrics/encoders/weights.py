@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from bench.errors import ConfigError
+from core.errors import ConfigError
 from metrics.encoders.base import ENCODERS, FeatureModel
 
 WEIGHTS_ENV = "FORCEBENCH_WEIGHTS"

@@ -1,0 +1,47 @@
+"""Read run directories into one table and print method x duration comparisons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.report.runs import read_runs
+
+COLUMNS = {
+    "latency_mean_s": ("ms/chunk", 1000.0),
+    "fps": ("FPS", 1.0),
+    "kv_mib": ("KV MiB", 1.0),
+}
+
+
+def load_runs(root: Path) -> pd.DataFrame:
+    """One row per (run, duration) of the finished runs under ``root``, read by the reports'
+    one reader (bench/report/runs.py: staging, unfinished and failed run directories are
+    left out; a summary.json that is not a run summary is reported on stderr and skipped)."""
+    rows = []
+    for _, summary in read_runs(Path(root)):
+        if summary is None or not summary.ok:
+            continue
+        for d in summary.durations:
+            rows.append({"run": summary.run, "model": summary.model, "method": summary.method,
+                         "prompt": summary.prompt_id, "seed": summary.seed, "seconds_requested": d.seconds_requested,
+                         "seconds": d.seconds_generated, **d.values()})
+    return pd.DataFrame(rows)
+
+
+def method_duration_table(df: pd.DataFrame, metrics: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Mean over prompts and seeds (each video weighs the same), per (method, requested
+    seconds): system columns plus the metric result keys in ``metrics`` that the runs have."""
+    grouped = df.groupby(["method", "seconds_requested"])
+    shown = [m for m in metrics if m in df.columns]
+    table = grouped[list(COLUMNS) + shown].mean()
+    table["videos"] = grouped.size()
+    for key, (label, factor) in COLUMNS.items():
+        table[label] = table.pop(key) * factor
+    table.index = table.index.set_names(["method", "seconds"])
+    return table[[label for label, _ in COLUMNS.values()] + shown + ["videos"]]
+
+
+def format_table(table: pd.DataFrame) -> str:
+    return table.to_string(float_format=lambda x: f"{x:.2f}")

@@ -1,0 +1,254 @@
+"""Timing and memory of the Wan backbone per cache method and duration (needs a CUDA GPU).
+
+    python -m bench.tools.perf_backbone [--model wan_1_3b] [--methods full sink head_forcing ...]
+        [--seconds 5 30 60] [--checkpoint PATH] [--vae FOLDER] [--role-map FILE]
+        [--dtype bfloat16] [--out results/perf]
+
+For every method (default: all registered, each at its default config from conf/method/)
+it runs one rollout to the longest duration (bench.rollout.generate: 4 denoising forwards
++ the clean forward per chunk, the Self Forcing renoise sampler with shift 5) after a
+one-chunk warm-up, and reports for each duration's prefix: per-chunk latency (median,
+p95; denoising plus cache update), the first chunk's latency, frames per second of video
+(latent frames x 4 at 16 fps), the allocated KV bytes at its end and the peak CUDA memory
+up to it; with ``--vae`` also FPS and first-chunk latency including the VAE decode. A
+method that runs out of GPU memory keeps the durations it finished and is marked ``oom``.
+Without ``--checkpoint`` the weights are random (speed and memory do not depend on them).
+Head Forcing, two_tier, forcing_kv (a role map) and pyramid_forcing (labels) read head roles:
+without ``--role-map`` they get files with the toy profiles' role shares in every layer
+(synthetic, said in the output). Prompt encoding
+is excluded (stand-in text features). Writes ``<out>/backbone_<device>.json`` and ``.md``.
+
+Without CUDA it stops with a one-line message; ``--model wan_tiny`` then runs the tiny
+config on the CPU to show the path works (labelled: not a measurement of the real model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.config import DTYPES
+from bench.models import build_backbone
+from bench.preflight import compose_run_config, model_geometry
+from bench.rollout import ChunkRecord, generate
+from bench.sampler import FlowSampler
+from core.errors import ConfigError
+from core.paths import REPO_DIR
+from core.registry import RegistryError
+from methods import METHODS, build_method
+from methods.pyramid_profile import (
+    TOY_PYRAMID_LABELS,
+    pyramid_labels_with_shares,
+    read_pyramid_labels,
+)
+from methods.roles import load_toy_profile, role_map_with_shares
+
+VIDEO_FRAMES_PER_LATENT = 4  # the Wan VAE's temporal stride: 16 fps video from 4 latent frames a second
+# Methods that read a head-role file, and which synthetic file each gets on a model without a profile.
+ROLE_MAP_METHODS = {"head_forcing": "roles.json", "two_tier": "roles.json", "forcing_kv": "roles.json",
+                    "pyramid_forcing": "pyramid_labels.json"}
+
+
+def load_run_config(model: str, method: str, checkpoint: str | None, vae: str | None, role_maps: dict[str, str]):
+    """The method's default run config on ``model``; ``role_maps``: role-file name -> path."""
+    overrides = [f"model={model}", f"method={method}", f"model.checkpoint={checkpoint or 'null'}",
+                 f"model.vae={vae or 'null'}", "model.text_encoder=null", "model.text_embeddings=null",
+                 "metrics=none"]
+    if method in ROLE_MAP_METHODS and ROLE_MAP_METHODS[method] in role_maps:
+        overrides.append(f"method.role_map={role_maps[ROLE_MAP_METHODS[method]]}")
+    return compose_run_config(overrides)
+
+
+def synthetic_role_maps(layers: int, heads: int, folder: str) -> tuple[dict[str, str], dict[str, dict]]:
+    """(file name -> path, file name -> content) of the role files written to ``folder``: Head
+    Forcing's role map (read by head_forcing, two_tier and forcing_kv) and Pyramid Forcing's labels,
+    each with the toy profile's shares in every layer. Timing only."""
+    maps = {"roles.json": role_map_with_shares(load_toy_profile(), layers, heads),
+            "pyramid_labels.json": pyramid_labels_with_shares(read_pyramid_labels(REPO_DIR / TOY_PYRAMID_LABELS),
+                                                              layers, heads)}
+    for name, content in maps.items():
+        (Path(folder) / name).write_text(json.dumps(content))
+    return {name: str(Path(folder) / name) for name in maps}, maps
+
+
+def timed(fn, device: torch.device, log: list[float]):
+    """``fn`` wrapped to append its wall time (synchronised on CUDA) to ``log``."""
+
+    def call(*args, **kwargs):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        log.append(time.perf_counter() - t0)
+        return out
+
+    return call
+
+
+def prefix_row(method: str, seconds: float, frames: int, chunks: list[ChunkRecord], decode_s: list[float],
+               cuda: bool) -> dict:
+    """Statistics of the chunks that make up the first ``frames`` latent frames."""
+    walls = np.array([c.wall_s for c in chunks])
+    row = {"method": method, "seconds": seconds, "frames": frames, "chunks": len(chunks),
+           "chunk_latency_median_s": float(np.median(walls)), "chunk_latency_p95_s": float(np.percentile(walls, 95)),
+           "first_chunk_latency_s": float(walls[0]), "video_fps": VIDEO_FRAMES_PER_LATENT * frames / float(walls.sum()),
+           "kv_cache_mib": chunks[-1].kv_bytes / 2**20,
+           "peak_cuda_memory_gib": chunks[-1].peak_memory_bytes / 2**30 if cuda else None}
+    if decode_s:
+        row["decode_latency_median_s"] = float(np.median(decode_s[:len(chunks)]))
+        row["video_fps_with_decode"] = VIDEO_FRAMES_PER_LATENT * frames / (float(walls.sum()) + sum(decode_s[:len(chunks)]))
+        row["first_chunk_latency_with_decode_s"] = float(walls[0] + decode_s[0])
+    return row
+
+
+def measure_method(args: argparse.Namespace, method_name: str, role_maps: dict[str, str], device: torch.device) -> dict:
+    """One rollout to the longest duration; rows for every duration it reached."""
+
+    cuda = device.type == "cuda"
+    dtype = DTYPES[args.dtype]
+    run = load_run_config(args.model, method_name, args.checkpoint, args.vae, role_maps)
+    g = run.geometry()
+    frames = {s: g.frames_for_seconds(s) for s in sorted(args.seconds)}
+    run.model.check()
+    run.method.check(g, max(frames.values()))
+    with torch.device(device):
+        model = build_backbone(run.model)
+    model = model.to(dtype=dtype).eval()
+    method = build_method(run.method, g, dtype=dtype, device=device)
+    sampler = FlowSampler(args.steps, model.default_shift, "renoise")
+    decode_s: list[float] = []
+    if run.model.vae:
+        stream = model.decode_stream  # the rollout decodes chunk after chunk through this
+        model.decode_stream = lambda: timed(stream(), device, decode_s)
+    timeline = [(0.0, "a red fox runs through fresh snow in a pine forest")]
+
+    generate(model, method, timeline, g.frames_per_chunk, 0, sampler)  # warm-up
+    decode_s.clear()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    chunks: list[ChunkRecord] = []
+    oom = None
+    try:
+        generate(model, method, timeline, max(frames.values()), 0, sampler, on_chunk=chunks.append)
+    except torch.OutOfMemoryError:
+        oom = f"out of GPU memory at chunk {len(chunks)} ({len(chunks) * g.frames_per_chunk / g.fps:g} s)"
+    rows = [prefix_row(method_name, s, n, chunks[:n // g.frames_per_chunk], decode_s, cuda)
+            for s, n in frames.items() if n // g.frames_per_chunk <= len(chunks)]
+    del model, method
+    if cuda:
+        torch.cuda.empty_cache()
+    return {"method": method_name, "rows": rows, "oom": oom, "weights_init_seed": run.model.init_seed,
+            "tokens_per_chunk": g.frames_per_chunk * g.tokens_per_frame, "layers": g.layers, "heads": g.heads}
+
+
+def measure(args: argparse.Namespace) -> dict:
+    cuda = torch.cuda.is_available()
+    if not cuda and args.model != "wan_tiny":
+        raise SystemExit(f"bench.tools.perf_backbone: --model {args.model} needs a CUDA GPU and none is available "
+                         f"(--model wan_tiny runs the same path on the CPU as a check)")
+    device = torch.device("cuda" if cuda else "cpu")
+    methods = args.methods or METHODS.names()
+    for name in methods:
+        try:
+            METHODS.get(name)  # unknown names fail before any rollout
+        except RegistryError as err:
+            raise SystemExit(f"bench.tools.perf_backbone: --methods: {err}") from None
+    results, skipped, role_map_note = [], {}, args.role_map or "none needed"
+    with tempfile.TemporaryDirectory() as folder:
+        role_maps = {}
+        if any(m in ROLE_MAP_METHODS for m in methods):
+            g = model_geometry(args.model)
+            role_maps, synthetic = synthetic_role_maps(g.layers, g.heads, folder)
+            role_map_note = (f"synthetic: the toy profiles' role shares in every layer "
+                             f"({synthetic['roles.json']['counts']} heads; Pyramid Forcing "
+                             f"{synthetic['pyramid_labels.json']['counts']}), timing only")
+            if args.role_map:
+                role_maps["roles.json"] = args.role_map
+                role_map_note = f"{args.role_map}; {role_map_note} for pyramid_forcing"
+        for name in methods:
+            try:
+                results.append(measure_method(args, name, role_maps, device))
+            except ConfigError as err:  # a default budget that does not fit this model: say so, go on
+                skipped[name] = str(err)
+    if not results:
+        raise SystemExit(f"bench.tools.perf_backbone: no method fits --model {args.model}: {skipped}")
+    first = results[0]
+    return {
+        "model": args.model,
+        "device": torch.cuda.get_device_name(device) if cuda else "cpu",
+        "label": None if cuda else "wan_tiny on the CPU: checks the path; not a measurement of Wan2.1-1.3B",
+        "weights": args.checkpoint or f"random (init_seed={first['weights_init_seed']}): speed and memory only",
+        "role_map": role_map_note,
+        "dtype": args.dtype,
+        "forwards_per_chunk": args.steps + 1,
+        "tokens_per_chunk": first["tokens_per_chunk"],
+        "includes": "per chunk: denoising forwards, the clean forward and the cache update, after a one-chunk "
+                    "warm-up; excludes prompt encoding (stand-in features)",
+        "decode": args.vae or "not timed (no --vae)",
+        "rows": [row for r in results for row in r["rows"]],
+        "oom": {r["method"]: r["oom"] for r in results if r["oom"]},
+        "skipped": skipped,
+    }
+
+
+def markdown(r: dict) -> str:
+    lines = [f"# Backbone timing: {r['model']} on {r['device']} ({r['dtype']})", ""]
+    if r["label"]:
+        lines += [f"**{r['label']}**", ""]
+    lines += [f"Weights: {r['weights']}. Role map: {r['role_map']}. {r['includes']}; decode: {r['decode']}.", "",
+              "| method | s | chunks | ms/chunk (median) | p95 | first chunk s | video FPS | FPS with decode "
+              "| first chunk with decode s | KV MiB | peak GiB |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def f(value, fmt):
+        return "n/a" if value is None else format(value, fmt)
+
+    for w in r["rows"]:
+        lines.append(f"| {w['method']} | {w['seconds']:g} | {w['chunks']} | {1e3 * w['chunk_latency_median_s']:.1f} | "
+                     f"{1e3 * w['chunk_latency_p95_s']:.1f} | {w['first_chunk_latency_s']:.3f} | {w['video_fps']:.2f} | "
+                     f"{f(w.get('video_fps_with_decode'), '.2f')} | {f(w.get('first_chunk_latency_with_decode_s'), '.3f')} | "
+                     f"{w['kv_cache_mib']:.2f} | {f(w['peak_cuda_memory_gib'], '.2f')} |")
+    for method, why in r["oom"].items():
+        lines += ["", f"{method}: {why}"]
+    for method, why in r["skipped"].items():
+        lines += ["", f"{method}: skipped, its default config does not fit: {why}"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bench.tools.perf_backbone", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="wan_1_3b", choices=["wan_1_3b", "wan_tiny"])
+    parser.add_argument("--methods", nargs="+", help="cache methods at their default configs (default: all)")
+    parser.add_argument("--seconds", nargs="+", type=float, default=[5.0, 30.0, 60.0],
+                        help="video lengths (each rounded up to whole chunks)")
+    parser.add_argument("--checkpoint", help="Self Forcing .pt, Wan .safetensors or diffusers folder (default: random weights)")
+    parser.add_argument("--vae", help="diffusers AutoencoderKLWan folder (times the decode too)")
+    parser.add_argument("--role-map", help="role map for head_forcing / two_tier / forcing_kv (default: synthetic, toy role shares)")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    parser.add_argument("--out", default="results/perf")
+    args = parser.parse_args(argv)
+    result = measure(args)
+    slug = re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-")
+    name = f"backbone_{slug}" if args.model == "wan_1_3b" else f"backbone_{slug}_{args.model}"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.md").write_text(markdown(result))
+    print(markdown(result))
+    print(f"wrote {out / name}.json and .md")
+    return result
+
+
+if __name__ == "__main__":
+    main()
