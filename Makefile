@@ -28,7 +28,7 @@ test-all: $(STAMP)
 # A real single-node SLURM cluster (Debian's slurm-wlm and munge, installed when missing; root).
 test-slurm: $(STAMP)
 	command -v slurmctld >/dev/null || (apt-get update -q && apt-get install -y -q slurm-wlm munge)
-	$(PY) -m pytest -q -m slurm tests/test_slurm_cluster.py
+	$(PY) -m pytest -q -m slurm tests/run/test_slurm_cluster.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -4,7 +4,8 @@
     forcebench table [RUNS_DIR]                method x duration table of finished runs
     forcebench train backbone|encoder [...]    train the toy backbone / the toy-clip encoder
     forcebench evaluate-toy [...]              acceptance measurements of the toy backbone
-    forcebench profile [...]                   head roles of the toy backbone (Head Forcing)
+    forcebench profile [...]                   head roles / labels of the toy backbone per --classifier
+    forcebench audit-heads [...]               do the head classifiers agree, hold, cost, matter? (results/head_audit/)
     forcebench leaderboard [...]               leaderboard tables, plots and HTML from run directories
     forcebench validate RUNS_DIR [...]         are the negative controls beaten? (exit 0 yes, 1 no, 2 bad input)
     forcebench regress [...]                   compare a results table with the committed reference
@@ -105,6 +106,12 @@ def cmd_profile(argv: list[str]) -> int:
     return profile_main(argv)
 
 
+def cmd_audit_heads(argv: list[str]) -> int:
+    from bench.tools.head_audit import main as audit_main
+
+    return audit_main(argv)
+
+
 def cmd_evaluate_toy(argv: list[str]) -> int:
     from bench.tools.evaluate_toy import main as evaluate_main
 
@@ -136,8 +143,8 @@ def cmd_bench_kernels(argv: list[str]) -> int:
 
 
 COMMANDS = {"run": cmd_run, "table": cmd_table, "train": cmd_train, "evaluate-toy": cmd_evaluate_toy,
-            "profile": cmd_profile, "leaderboard": cmd_leaderboard, "validate": cmd_validate,
-            "regress": cmd_regress, "bench-kernels": cmd_bench_kernels}
+            "profile": cmd_profile, "audit-heads": cmd_audit_heads, "leaderboard": cmd_leaderboard,
+            "validate": cmd_validate, "regress": cmd_regress, "bench-kernels": cmd_bench_kernels}
 
 
 def main(argv: list[str] | None = None) -> int:

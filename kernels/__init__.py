@@ -1,7 +1,9 @@
-"""Attention over per-head ragged KV caches, and RoPE re-encoding.
+"""Attention over per-head ragged KV caches, with the temporal RoPE applied at each entry's
+assigned position (so a method re-encodes positions by assigning them; stored keys are never
+re-rotated).
 
-Every backbone and method calls attention only through :func:`attention` (and stored
-keys are re-rotated only through :func:`shift_temporal`), which pick an implementation:
+Every backbone and method calls attention only through :func:`attention`, which picks an
+implementation:
 
 - ``auto`` (default): Triton for CUDA tensors, the PyTorch reference for CPU tensors;
 - ``triton``: kernels/triton_attention.py (CUDA, or a CPU with TRITON_INTERPRET=1 set
@@ -25,7 +27,7 @@ from kernels.reference import LogitStats, ragged_attention_reference
 from kernels.rope import Rope3D, rope_split
 from kernels.view import RaggedKV
 
-__all__ = ["LogitStats", "RaggedKV", "Rope3D", "attention", "backends", "resolve", "rope_split", "set_backend", "shift_temporal"]
+__all__ = ["LogitStats", "RaggedKV", "Rope3D", "attention", "backends", "resolve", "rope_split", "set_backend"]
 
 BACKENDS = ("auto", "reference", "triton")
 _forced: str | None = None
@@ -88,11 +90,3 @@ def attention(
     return impl(q, k_self, v_self, q_pos, cache, rope, return_mass=return_mass)
 
 
-def shift_temporal(k: torch.Tensor, delta: torch.Tensor, rope: Rope3D) -> torch.Tensor:
-    """Re-rotate stored keys [B, N, D] by ``delta`` [N] temporal positions.
-
-    Triton rotates ``k`` in place and returns it; the reference returns a new tensor.
-    """
-    if resolve(k.device) == "triton":
-        return _triton("shift_temporal_triton")(k, delta, rope)
-    return rope.shift_temporal(k, delta)

@@ -101,20 +101,6 @@ class Rope3D:
         w = rotate_pairs(x[..., t_dim + h_dim :], self._angles(cols, w_dim))
         return torch.cat((x[..., :t_dim], h, w), dim=-1)
 
-    def check_shift(self, delta: torch.Tensor) -> None:
-        """A re-rotation by ``delta`` positions must stay inside the table: |delta| < max_positions."""
-        if delta.numel() and int(delta.abs().max()) >= self.max_positions:
-            bad = int(delta[delta.abs().argmax()])
-            raise ValueError(f"temporal shift {bad} is outside the RoPE table (-{self.max_positions}, "
-                             f"{self.max_positions})")
-
-    def shift_temporal(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """Keys already rotated at p, [..., N, D] -> rotated at p + delta ([..., N]); a new tensor."""
-        self.check_shift(delta)
-        t_dim = self.split[0]
-        rotated = rotate_pairs(x[..., :t_dim], self._angles(delta, t_dim))
-        return torch.cat((rotated, x[..., t_dim:]), dim=-1)
-
 
 _TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 

@@ -54,18 +54,17 @@ Shapes: the profiler's accumulators are [L, H, T] by distance (index 0 unused); 
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigError, require
+from core.errors import require
 from core.files import write_json
-from core.paths import read_text
 from kernels import LogitStats
 from methods.base import CacheMethod
 from methods.full import FullConfig
+from methods.roles import read_head_labels
 
 LABELS = ("anchor", "wave", "veil")
 AUTHORS_CODES = {"anchor": 1, "wave": -1, "veil": 2}  # configs/head_configs/best_labels.csv
@@ -240,18 +239,7 @@ def write_pyramid_labels(path: str | Path, labels: dict) -> None:
 def read_pyramid_labels(path: str | Path, key: str = "method.role_map") -> dict:
     """A labels file as a dict with "roles": a [layers][heads] list of anchor / wave / veil;
     a missing, binary, malformed or label-less file is a one-line ConfigError naming ``key``."""
-    try:
-        data = json.loads(read_text(path, key))
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"{key}={str(path)!r}: not valid JSON ({err.msg} at line {err.lineno}); allowed: "
-                          "a labels file written by methods/pyramid_profile.py") from None
-    roles = data.get("roles") if isinstance(data, dict) else None
-    ok = (isinstance(roles, list) and len(roles) > 0 and all(isinstance(layer, list) and layer for layer in roles)
-          and len({len(layer) for layer in roles}) == 1 and all(r in LABELS for layer in roles for r in layer))
-    if not ok:
-        raise ConfigError(f"{key}={str(path)!r}: no valid \"roles\" entry (a list of layers, each a list of "
-                          f"{', '.join(LABELS)} per head); allowed: a labels file written by methods/pyramid_profile.py")
-    return data
+    return read_head_labels(path, key, LABELS, "a labels file written by `forcebench profile --classifier pyramid_forcing`")
 
 
 

@@ -64,21 +64,27 @@ def counts(roles: np.ndarray) -> dict[str, int]:
     return {r: int((np.asarray(roles) == r).sum()) for r in ROLES}
 
 
-def load_role_map(path: str | Path, key: str = "method.role_map") -> dict:
-    """A role map (JSON object with ``roles``: a [layers][heads] list of role names, and
-    optionally ``stats``); binary, malformed or role-less files are one-line ConfigErrors."""
+def read_head_labels(path: str | Path, key: str, labels: tuple[str, ...], written_by: str) -> dict:
+    """A head-label file (JSON object with ``roles``: a [layers][heads] list of names from
+    ``labels``, and optionally ``stats``); binary, malformed or label-less files are one-line
+    ConfigErrors naming ``key`` and, as what is allowed, a file ``written_by``."""
     try:
-        role_map = json.loads(read_text(path, key))
+        data = json.loads(read_text(path, key))
     except json.JSONDecodeError as err:
         raise ConfigError(f"{key}={str(path)!r}: not valid JSON ({err.msg} at line {err.lineno}); "
-                          "allowed: a role map written by `forcebench profile`") from None
-    roles = role_map.get("roles") if isinstance(role_map, dict) else None
+                          f"allowed: {written_by}") from None
+    roles = data.get("roles") if isinstance(data, dict) else None
     ok = (isinstance(roles, list) and len(roles) > 0 and all(isinstance(layer, list) and layer for layer in roles)
-          and len({len(layer) for layer in roles}) == 1 and all(r in ROLES for layer in roles for r in layer))
+          and len({len(layer) for layer in roles}) == 1 and all(r in labels for layer in roles for r in layer))
     if not ok:
         raise ConfigError(f"{key}={str(path)!r}: no valid \"roles\" entry (a list of layers, each a list of "
-                          f"{', '.join(ROLES)} per head); allowed: a role map written by `forcebench profile`")
-    return role_map
+                          f"{', '.join(labels)} per head); allowed: {written_by}")
+    return data
+
+
+def load_role_map(path: str | Path, key: str = "method.role_map") -> dict:
+    """Head Forcing's role map (local / anchor / memory per head, with ``stats``)."""
+    return read_head_labels(path, key, ROLES, "a role map written by `forcebench profile`")
 
 
 def role_map_stat(role_map: dict, name: str, path: str | Path, key: str = "method.role_map") -> np.ndarray:

@@ -8,12 +8,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY_OVERRIDES
+from conftest import TINY_OVERRIDES, forcebench_process
 
 import bench.run
 from bench.cli import main
@@ -22,7 +21,6 @@ from bench.records import safe_child
 from bench.run import execute
 from core.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
 # world-sized random-weight toy model: the oracle applies; 1 step keeps it fast
 WORLD = ["model.checkpoint=null", "model.dim=24", "model.layers=1", "model.heads=2", "steps=1", "prompts=toy_smoke",
          "prompts.select=[forest_blocks]", "progress=false", "method=sliding_window", "method.budget_frames=6"]
@@ -157,9 +155,8 @@ SWEEP = ["run", "-m", "method=sink,sliding_window", "method.budget_frames=3", *T
 
 
 def launch(out, *extra):
-    return subprocess.Popen([sys.executable, "-m", "bench.cli", *SWEEP, f"out_dir={out}", *extra], cwd=REPO,
-                            env={**os.environ, "CI": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    return forcebench_process(*SWEEP, f"out_dir={out}", *extra, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
 
 
 def test_two_identical_sweeps_started_together_compute_every_run_once(tmp_path):

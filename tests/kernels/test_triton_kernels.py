@@ -11,7 +11,7 @@ from bench.rollout import generate
 from bench.sampler import FlowSampler
 from kernels import RaggedKV, Rope3D, triton_attention
 from kernels.reference import ragged_attention_reference
-from kernels.triton_attention import ragged_attention_triton, shift_temporal_triton
+from kernels.triton_attention import ragged_attention_triton
 from methods import build_method
 
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 1e-2}
@@ -99,30 +99,6 @@ def test_positions_beyond_the_table_are_rejected(where):
         ragged_attention_triton(q, ks, vs, q_pos, cache, rope)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
-def test_shift_moves_keys_to_new_positions(dtype):
-    """Keys rotated at p, shifted by d (either sign), equal keys rotated at p + d; in place."""
-    rope = Rope3D(128, 10000.0, 1024)
-    g = torch.Generator().manual_seed(3)
-    raw = torch.randn(2, 300, 128, generator=g)
-    pos = torch.randint(0, 500, (300,), generator=g)
-    delta = torch.randint(-400, 400, (300,), generator=g).clamp(min=-pos)
-    stored = rope.rotate_temporal(raw, pos).to(dtype)
-    expected = rope.rotate_temporal(raw, pos + delta)
-    assert relative_error(rope.shift_temporal(stored, delta), expected) <= TOLERANCE[dtype]
-    shifted = shift_temporal_triton(stored, delta, rope)
-    assert shifted.data_ptr() == stored.data_ptr()
-    assert relative_error(shifted, expected) <= TOLERANCE[dtype]
-    assert torch.equal(shifted[..., rope.split[0]:], raw[..., rope.split[0]:].to(dtype))  # spatial dims untouched
-
-
-def test_shift_beyond_the_table_is_rejected():
-    rope = Rope3D(32, 10000.0, max_positions=64)
-    for impl in (rope.shift_temporal, lambda k, d: shift_temporal_triton(k, d, rope)):
-        with pytest.raises(ValueError, match="temporal shift -64 is outside the RoPE table"):
-            impl(torch.zeros(1, 3, 32), torch.tensor([0, -64, 5]))
-
-
 def test_dispatch_picks_and_forces_implementations(monkeypatch):
     cpu = torch.device("cpu")
     monkeypatch.delenv("FORCEBENCH_ATTENTION", raising=False)
@@ -147,9 +123,6 @@ def test_dispatch_runs_the_kernel(monkeypatch):
     monkeypatch.setenv("FORCEBENCH_ATTENTION", "triton")
     out, mass = kernels.attention(q, ks, vs, q_pos, cache, rope, return_mass=True)
     assert relative_error(out, ref) <= 1e-5 and relative_error(mass, ref_mass) <= 1e-5
-    stored = cache.k.clone()
-    kernels.shift_temporal(stored, torch.full((20,), 2), rope)  # the Triton path rotates in place
-    assert relative_error(stored, rope.shift_temporal(cache.k, torch.full((20,), 2))) <= 1e-5
 
 
 @pytest.mark.parametrize("method", ["uniform", "head_forcing"])

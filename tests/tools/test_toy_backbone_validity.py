@@ -8,18 +8,19 @@
   a paired p < 0.01.
 
 Regenerate the recorded diagnostic on purpose (after retraining) with
-``python tests/test_toy_backbone_validity.py``.
+``python tests/tools/test_toy_backbone_validity.py``.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-REFERENCE = Path(__file__).parent / "data" / "toy_diagnostic_reference.json"
+from core.paths import REPO_DIR
+
+REFERENCE = REPO_DIR / "tests" / "data" / "toy_diagnostic_reference.json"
 SEEDS = (0,)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +18,7 @@ from bench.preflight import check_command_line
 from bench.rollout import generate
 from bench.sampler import FlowSampler
 from core.errors import ConfigError
+from core.paths import REPO_DIR
 from methods import build_method
 from methods.base import KIND_SINK
 from methods.forcing_kv import ForcingKVConfig, classify_static, select_segments, static_scores
@@ -95,7 +95,7 @@ def test_labels_come_from_the_role_maps_profile(tmp_path):
 def test_the_committed_toy_profile():
     """results/head_roles/toy.json: the score of each head is its profiled mass on distances 0-1
     over the mass off the profile's sink frames; 6 of 16 heads static."""
-    profile = json.loads((Path(__file__).resolve().parents[1] / "results/head_roles/toy.json").read_text())
+    profile = json.loads((REPO_DIR / "results/head_roles/toy.json").read_text())
     mass, sink = np.array(profile["stats"]["mass_by_distance"]), np.array(profile["stats"]["sink_mass"])
     config = ForcingKVConfig()
     np.testing.assert_allclose(config.scores(TOY), mass[..., :2].sum(-1) / (mass.sum(-1) - sink))

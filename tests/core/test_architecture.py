@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from core.paths import REPO_DIR
+
+REPO = REPO_DIR
 PACKAGES = ("core", "kernels", "methods", "metrics", "bench")
 # What each floor may import from the project (its own package always).
 ALLOWED = {

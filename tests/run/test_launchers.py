@@ -6,25 +6,22 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import TINY_OVERRIDES
+from conftest import forcebench as run_forcebench
 
 from bench.preflight import check_command_line
 from core.errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
 # Two jobs (two methods), the tiny backbone, one prompt, 6 frames, no scored metrics.
 SWEEP = ["method=full,sink", *TINY_OVERRIDES, "prompts=toy_smoke", "prompts.select=[forest_blocks]",
          "durations=[1]", "steps=1"]
 
 
 def forcebench(*args, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CI": "1", "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return run_forcebench(*args, env={"OMP_NUM_THREADS": "1", **(env or {})})
 
 
 def statuses(out: Path) -> dict[str, str]:

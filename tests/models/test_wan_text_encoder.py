@@ -24,6 +24,7 @@ from bench.models.wan import WanDiT
 from bench.models.wan_io import Umt5Encoder
 from bench.rollout import generate
 from bench.sampler import FlowSampler
+from core.paths import REPO_DIR
 from methods import build_method
 from methods.full import FullConfig
 
@@ -153,6 +154,6 @@ def test_preflight_checks_the_folder_and_the_feature_width(umt5, tmp_path):
 
 def test_importing_the_backbone_does_not_import_transformers():
     code = "import sys, bench.models.wan, bench.models.wan_io; print('transformers' in sys.modules)"
-    root = Path(__file__).resolve().parents[1]
+    root = REPO_DIR
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

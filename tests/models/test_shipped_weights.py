@@ -1,19 +1,20 @@
 """The shipped toy weights load by default and reproduce recorded outputs.
 
 Regenerate the record on purpose (after retraining) with
-``python tests/test_shipped_weights.py``.
+``python tests/models/test_shipped_weights.py``.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import torch
 
-REFERENCE = Path(__file__).parent / "data" / "shipped_weights_reference.json"
-WEIGHTS = Path(__file__).resolve().parent.parent / "bench" / "models" / "weights"
+from core.paths import REPO_DIR
+
+REFERENCE = REPO_DIR / "tests" / "data" / "shipped_weights_reference.json"
+WEIGHTS = REPO_DIR / "bench" / "models" / "weights"
 
 
 def reference_outputs() -> dict:

@@ -4,7 +4,7 @@ Checks: the chunked rollout with the full cache equals one block-causal forward;
 cache method runs past the horizon; checkpoints in the Self Forcing, Wan and diffusers
 layouts load to identical outputs, and match diffusers' own WanTransformer3DModel; the
 full-size geometry matches REFERENCE.md without building the model; missing files are
-one-line errors naming the path. The UMT5 text encoder: tests/test_wan_text_encoder.py.
+one-line errors naming the path. The UMT5 text encoder: tests/models/test_wan_text_encoder.py.
 """
 
 from __future__ import annotations

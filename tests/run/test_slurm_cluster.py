@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from conftest import TINY_OVERRIDES
 
+from core.paths import REPO_DIR
+
 pytestmark = pytest.mark.slurm
-REPO = Path(__file__).resolve().parent.parent
-CLUSTER = REPO / "tests" / "slurm" / "cluster.sh"
+CLUSTER = REPO_DIR / "tests" / "slurm" / "cluster.sh"
 PROMPTS = ["forest_blocks", "city_stripes", "ocean_dots", "desert_bricks"]
 
 
@@ -39,7 +40,7 @@ def sweep(out: Path, env: dict) -> subprocess.Popen:
             f"prompts.select=[{','.join(PROMPTS)}]", "durations=[60]", "steps=1", f"out_dir={out}",
             "hydra/launcher=slurm", "hydra.launcher.partition=test", "hydra.launcher.gpus_per_node=0",
             "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=10"]
-    return subprocess.Popen([sys.executable, "-m", "bench.cli", *args], cwd=REPO, env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "bench.cli", *args], cwd=REPO_DIR, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -19,10 +17,11 @@ from bench.tools.train_backbone import (
 )
 from bench.tools.train_encoder import EncoderTrainConfig, contrastive_loss, sample_pairs
 from core.errors import ConfigError
+from core.paths import REPO_DIR
 from metrics.encoders import ToyClip, load_encoder
 
 SMALL = dict(dim=32, layers=2, heads=2, mlp_ratio=2)
-SHIPPED = Path(__file__).resolve().parent.parent / "bench" / "models" / "weights" / "toy_dit.safetensors"
+SHIPPED = REPO_DIR / "bench" / "models" / "weights" / "toy_dit.safetensors"
 
 
 def test_a_training_step_decreases_the_loss_on_a_fixed_batch():

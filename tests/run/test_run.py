@@ -5,22 +5,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
-from conftest import TINY_OVERRIDES
+from conftest import TINY_OVERRIDES, forcebench, forcebench_process
 from PIL import Image
 
 import bench.run
 from bench.preflight import check_command_line
 from bench.run import execute
+from core.paths import REPO_DIR
 
 FILES = {"config.yaml", "meta.json", "frames.npy", "video.gif", "chunks.csv", "cache_heads.csv", "metrics.csv",
          "summary.json"}
-REPO = Path(__file__).resolve().parent.parent
 
 
 def tiny_run(tmp_path, *extra):
@@ -109,19 +107,13 @@ def test_longer_durations_rerun_an_unfinished_prefix(tmp_path):
     assert json.loads((run_dir / "summary.json").read_text())["frames_generated"] == 24
 
 
-def forcebench(*args, cwd):
-    env = {**os.environ, "CI": "1"}
-    return subprocess.run([sys.executable, "-m", "bench.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_cli_multirun_and_table(tmp_path):
     out = tmp_path / "runs"
     proc = forcebench("run", "-m", "method=sink,sliding_window", "method.budget_frames=3",
-                      *TINY_OVERRIDES, "prompts=toy_smoke", "durations=[1,2]", "steps=1", f"out_dir={out}", cwd=REPO)
+                      *TINY_OVERRIDES, "prompts=toy_smoke", "durations=[1,2]", "steps=1", f"out_dir={out}", cwd=REPO_DIR)
     assert proc.returncode == 0, proc.stderr
     assert len([p for p in out.iterdir() if (p / "summary.json").exists()]) == 4  # 2 methods x 2 prompts
-    proc = forcebench("table", str(out), cwd=REPO)
+    proc = forcebench("table", str(out), cwd=REPO_DIR)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert "ms/chunk" in lines[0] and "KV MiB" in lines[0]
@@ -129,7 +121,7 @@ def test_cli_multirun_and_table(tmp_path):
 
 
 def test_cli_bad_value_is_one_line_and_exit_2(tmp_path):
-    proc = forcebench("run", "method=sink", "method.sink_frames=99", f"out_dir={tmp_path}", cwd=REPO)
+    proc = forcebench("run", "method=sink", "method.sink_frames=99", f"out_dir={tmp_path}", cwd=REPO_DIR)
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("forcebench: error: method.sink_frames=99: the sink must fit the budget; "
                                    "allowed: <= method.budget_frames=12")
@@ -137,11 +129,11 @@ def test_cli_bad_value_is_one_line_and_exit_2(tmp_path):
 
 
 def test_cli_train_and_profile_options(tmp_path):
-    proc = forcebench("train", "backbone", "--help", cwd=REPO)
+    proc = forcebench("train", "backbone", "--help", cwd=REPO_DIR)
     assert proc.returncode == 0 and "--max-minutes" in proc.stdout and "--grid-fraction" in proc.stdout
-    proc = forcebench("profile", "--help", cwd=REPO)
+    proc = forcebench("profile", "--help", cwd=REPO_DIR)
     assert proc.returncode == 0 and "--anchor-sink-mass" in proc.stdout and "--compare-rng-seed" in proc.stdout
-    proc = forcebench("train", "unicorn", cwd=REPO)
+    proc = forcebench("train", "unicorn", cwd=REPO_DIR)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "forcebench: error: train 'unicorn': unknown target; allowed: backbone, encoder"
 
@@ -153,8 +145,7 @@ def test_a_killed_sweep_relaunched_completes_every_run_exactly_once(tmp_path):
     out = tmp_path / "runs"
     args = ["run", "-m", "method=sink,sliding_window", "method.budget_frames=3", *TINY_OVERRIDES, "prompts=toy",
             "prompts.select=[forest_blocks,city_stripes,ocean_dots]", "durations=[2]", "steps=1", f"out_dir={out}"]
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *args], cwd=REPO, env={**os.environ, "CI": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = forcebench_process(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(out.glob("*/summary.json"))) < 2:
         time.sleep(0.05)
@@ -164,7 +155,7 @@ def test_a_killed_sweep_relaunched_completes_every_run_exactly_once(tmp_path):
     assert 2 <= len(finished) < 6, "the sweep should be killed in the middle"
     mtimes = {name: (out / name / "summary.json").stat().st_mtime_ns for name in finished}
 
-    again = forcebench(*args, cwd=REPO)
+    again = forcebench(*args, cwd=REPO_DIR)
     assert again.returncode == 0, again.stderr
     runs = sorted(p for p in out.iterdir() if p.name != "_hydra")
     assert len(runs) == 6 and not any(".tmp-" in p.name or ".old-" in p.name for p in runs)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -34,6 +33,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from core.paths import REPO_DIR
 from core.world import simulate
 from metrics.base import METRICS, SEGMENT_SECONDS, VideoMeta
 from metrics.encoders import load_encoder
@@ -43,7 +43,7 @@ from metrics.vbench import VBenchConfig
 FPS, T, CHUNK, SIZE = 4.0, 48, 3, 32
 PROMPT = "forest bricks, red cross bouncing, white ring sliding, camera pans right"
 OTHER = "ocean stripes, yellow square sliding, camera pans left"
-TOY = OmegaConf.to_container(OmegaConf.load(Path(__file__).parents[1] / "conf" / "metrics" / "toy.yaml"))
+TOY = OmegaConf.to_container(OmegaConf.load(REPO_DIR / "conf" / "metrics" / "toy.yaml"))
 CONFIG = MetricsConfig(**TOY)
 
 

@@ -13,10 +13,10 @@ import pytest
 from bench.cli import main as cli
 from bench.report.regress import read_reference
 from bench.report.regress_tolerances import Tolerance, Tolerances, load_tolerances
+from core.paths import REPO_DIR
 
-REPO = Path(__file__).resolve().parent.parent
-CI_TOLERANCES = REPO / "conf" / "regress" / "toy_ci.yaml"
-CI_REFERENCE = REPO / "results" / "reference" / "toy_ci.csv"
+CI_TOLERANCES = REPO_DIR / "conf" / "regress" / "toy_ci.yaml"
+CI_REFERENCE = REPO_DIR / "results" / "reference" / "toy_ci.csv"
 
 
 def regress(capsys, *args) -> tuple[int, str, str]:
