@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,12 +32,13 @@ from bench.models.base import MODELS, ModelConfig
 from bench.prompt_files import read_prompt_file
 from core.errors import ConfigError, require
 from core.geometry import Geometry
+from core.paths import REPO_DIR
 from core.world import TILE, VIEW_TILES
 from methods.base import METHODS, MethodConfig
 from methods.controls import CONTROL_PREFIX
 from metrics.suite import MetricsConfig
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = REPO_DIR / "conf"
 SAMPLERS = ("euler", "renoise")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 WANDB_MODES = ("offline", "online", "disabled")

@@ -41,10 +41,10 @@ from bench.sampler import FlowSampler
 from bench.tools.toy_diagnostic import diagnostic
 from core.errors import ConfigError, require
 from core.files import atomic_write_bytes, write_json
-from core.paths import read_text
+from core.paths import REPO_DIR, read_text
 from core.world import random_scene, simulate
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "models" / "weights"
+SHIPPED_DIR = REPO_DIR / "bench" / "models" / "weights"
 
 
 @dataclass

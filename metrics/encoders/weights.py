@@ -20,10 +20,11 @@ from pathlib import Path
 import torch
 
 from core.errors import ConfigError
+from core.paths import REPO_DIR
 from metrics.encoders.base import ENCODERS, FeatureModel
 
 WEIGHTS_ENV = "FORCEBENCH_WEIGHTS"
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "bench" / "models" / "weights"
+WEIGHTS_DIR = REPO_DIR / "bench" / "models" / "weights"
 SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 
 
