@@ -84,6 +84,7 @@ def test_triton_attention_needs_cuda_or_the_interpreter(monkeypatch):
     assert check_command_line(["attention=triton"], False)[0].attention == "triton"
 
 
+@pytest.mark.slow  # in `make test-all`; over 20 s on 2 cores
 def test_multirun_expands_and_validates_every_job():
     runs = check_command_line(["method=full,sink", "seed=0,1"], multirun=True)
     assert [(r.method.name, r.seed) for r in runs] == [("full", 0), ("full", 1), ("sink", 0), ("sink", 1)]

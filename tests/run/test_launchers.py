@@ -34,6 +34,7 @@ def job_logs(sweep_dir: Path) -> str:
     return "\n".join(p.read_text() for p in sorted(sweep_dir.glob("*/run.log")))
 
 
+@pytest.mark.slow  # in `make test-all`; over 20 s on 2 cores
 def test_joblib_sweep_then_a_relaunch_under_submitit_fills_in_only_what_failed(tmp_path):
     out = tmp_path / "runs"
     proc = forcebench("run", "-m", *SWEEP, f"out_dir={out}", "hydra/launcher=parallel",

@@ -8,6 +8,7 @@ import subprocess
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from conftest import TINY_OVERRIDES, forcebench, forcebench_process
 from PIL import Image
@@ -128,6 +129,7 @@ def test_cli_bad_value_is_one_line_and_exit_2(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing was started
 
 
+@pytest.mark.slow  # in `make test-all`; over 20 s on 2 cores
 def test_cli_train_and_profile_options(tmp_path):
     proc = forcebench("train", "backbone", "--help", cwd=REPO_DIR)
     assert proc.returncode == 0 and "--max-minutes" in proc.stdout and "--grid-fraction" in proc.stdout
@@ -138,6 +140,7 @@ def test_cli_train_and_profile_options(tmp_path):
     assert proc.stderr.strip() == "forcebench: error: train 'unicorn': unknown target; allowed: backbone, encoder"
 
 
+@pytest.mark.slow  # in `make test-all`; over 20 s on 2 cores
 def test_a_killed_sweep_relaunched_completes_every_run_exactly_once(tmp_path):
     import signal
     import time

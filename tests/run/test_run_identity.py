@@ -170,6 +170,7 @@ def test_two_identical_sweeps_started_together_compute_every_run_once(tmp_path):
     assert {line.split(" - done ")[1].split(" ")[0] for line in done} == set(runs)
 
 
+@pytest.mark.slow  # in `make test-all`; over 20 s on 2 cores
 def test_a_killed_forced_rerun_leaves_every_finished_run_intact(tmp_path):
     out = tmp_path / "runs"
     assert launch(out).wait(timeout=300) == 0

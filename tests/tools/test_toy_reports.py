@@ -16,6 +16,7 @@ TINY_WORLD = ("model.dim=24", "model.layers=1", "model.heads=2", "steps=1", "see
               "prompts.select=[forest_bricks,city_bricks]")
 
 
+@pytest.mark.slow  # in `make test-all`; over 20 s on 2 cores
 def test_sweeps_rows_and_report(tmp_path):
     """Random tiny weights: the arms, the pairing and the report, not the quality, are under test."""
     evaluate_toy.run_sweeps(tmp_path / "runs", "null", TINY_WORLD)
