@@ -22,6 +22,7 @@ import torch
 
 from core.errors import ConfigError, require
 from metrics.base import METRICS, SEGMENT_SECONDS, Metric, VideoMeta, long_rows, split_key
+from metrics.encoders import EncoderUnavailable, load_encoder
 
 METRIC_MODULES = ("oracle", "system", "drift", "clip", "vbench", "lpips", "chunk_discontinuity",
                   "full_cache_fidelity")
@@ -114,8 +115,6 @@ def status_row(family: str, version: str, status: str, key: str | None = None) -
 
 def build_suite(cfg: MetricsConfig, device: str | torch.device = "cpu") -> Suite:
     """Build every enabled metric and load its encoders (once each)."""
-    from metrics.encoders import EncoderUnavailable, load_encoder
-
     loaded: dict[str, Any] = {}
     metrics, unavailable = [], {}
     for name in cfg.enabled:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from bench.cli_args import Parser
 from bench.input_checks import writable_file
+from bench.preflight import check_command_line
 from bench.report.regress_tolerances import (
     DEFAULT_NAME,
     Tolerance,
@@ -36,6 +37,7 @@ from bench.report.regress_tolerances import (
     shown_path,
 )
 from bench.report.runs import read_runs
+from bench.run import execute
 from core.errors import ConfigError
 from core.files import atomic_write_text
 from core.paths import REPO_DIR, read_text
@@ -215,9 +217,6 @@ def format_findings(findings: list[Finding], limit: int) -> str:
 
 def run_sweep(overrides: tuple[str, ...] | list[str], out_dir: Path) -> None:
     """Run a sweep (``forcebench run -m`` overrides) in this process; finished runs are skipped."""
-    from bench.preflight import check_command_line
-    from bench.run import execute
-
     if not overrides:
         raise ConfigError("sweep=[]: the tolerance file names no sweep; allowed: a list of `forcebench run -m` overrides")
     for run in check_command_line([*overrides, f"out_dir={out_dir}", "progress=false"], multirun=True):

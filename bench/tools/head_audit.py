@@ -50,6 +50,7 @@ from bench.prompt_sets import load_prompt_set
 from bench.report.stats import paired_comparison
 from bench.rollout import generate
 from bench.sampler import FlowSampler
+from bench.tools.head_audit_report import write_report
 from bench.tools.head_audit_stats import ALTERNATIVE, BINARY, compare, to_binary
 from bench.tools.profile import (
     CLASSIFIERS,
@@ -453,8 +454,6 @@ def shipped_comparison(labels: dict, other_steps: dict | None, calibration: list
 
 def main(argv: list[str]) -> int:
     """``forcebench audit-heads``: the head-classifier audit of the toy backbone (module docstring)."""
-    from bench.tools.head_audit_report import write_report
-
     cpu_start, wall_start, load_start = time.process_time(), time.time(), _load()
     parser = Parser(prog="forcebench audit-heads")
     parser.add_argument("--weights", default="bench/models/weights/toy_dit.safetensors")

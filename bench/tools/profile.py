@@ -42,6 +42,7 @@ from bench.models.toy import ToyConfig, ToyDiT
 from bench.report.head_roles_plot import save_heatmap
 from bench.rollout import generate
 from bench.sampler import FlowSampler
+from bench.tools.head_audit_plots import save_labels_heatmap
 from core.errors import require
 from core.files import write_json
 from core.geometry import Geometry
@@ -444,7 +445,6 @@ def cell_notes(classifier: str, data: dict) -> list[list[str]]:
 
 def write_labels(path: Path, classifier: str, data: dict) -> None:
     """A labels file (JSON, atomic) and its heatmap (PNG beside it)."""
-    from bench.tools.head_audit_plots import save_labels_heatmap
 
     if classifier == "head_forcing":
         write_role_map(path, data)
