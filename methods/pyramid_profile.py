@@ -68,7 +68,7 @@ from methods.roles import read_head_labels
 
 LABELS = ("anchor", "wave", "veil")
 AUTHORS_CODES = {"anchor": 1, "wave": -1, "veil": 2}  # configs/head_configs/best_labels.csv
-TOY_PYRAMID_LABELS = "results/head_roles/toy_pyramid.json"  # profile_toy() of the shipped toy backbone
+TOY_PYRAMID_LABELS = "results/head_roles/toy_pyramid.json"  # `forcebench profile --classifier pyramid_forcing` of the shipped toy
 
 
 @dataclass
