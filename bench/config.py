@@ -30,6 +30,7 @@ from bench.loggers import LOGGERS, check_logger
 from bench.metric_checks import check_metrics
 from bench.models.base import MODELS, ModelConfig
 from bench.prompt_files import read_prompt_file
+from core.dtypes import DTYPES
 from core.errors import ConfigError, require
 from core.geometry import Geometry
 from core.paths import REPO_DIR
@@ -40,7 +41,6 @@ from metrics.suite import MetricsConfig
 
 CONF_DIR = REPO_DIR / "conf"
 SAMPLERS = ("euler", "renoise")
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 WANDB_MODES = ("offline", "online", "disabled")
 SPLITS = ("train", "heldout")
 WORLD_FRAME_SHAPE = (3, VIEW_TILES * TILE, VIEW_TILES * TILE)

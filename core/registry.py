@@ -16,6 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+# A config field without a default (``name: str = MISSING``): the same string as omegaconf's
+# marker, so Hydra's structured configs treat the field as required, while code that only builds
+# configs from Python (the GPU check) needs no omegaconf.
+MISSING: Any = "???"
+
 
 class RegistryError(KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; keep it one plain line

@@ -21,11 +21,10 @@ import copy
 from dataclasses import dataclass, fields
 
 import torch
-from omegaconf import MISSING
 
 from core.errors import ConfigError
 from core.geometry import Geometry
-from core.registry import Registry
+from core.registry import MISSING, Registry
 from kernels import LogitStats, RaggedKV
 
 METHODS = Registry("method")

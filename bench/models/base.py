@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from omegaconf import MISSING
 from safetensors.torch import load_file
 from torch import nn
 
@@ -21,7 +20,7 @@ from bench.checkpoint_check import check_checkpoint
 from bench.models.attention import AttentionObserver, CachedSelfAttention, MaskedSelfAttention
 from core.geometry import Geometry
 from core.paths import existing_file
-from core.registry import Registry
+from core.registry import MISSING, Registry
 from kernels import RaggedKV, Rope3D, rope_split
 
 MODELS = Registry("model")

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from bench.cli_args import Parser
-from bench.config import DTYPES
 from bench.preflight import compose_run_config, model_geometry
+from core.dtypes import DTYPES
 from core.errors import ConfigError
 from core.geometry import Geometry
 from kernels.bench_impls import IMPLEMENTATIONS, Case

@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.config import DTYPES
 from bench.models import build_backbone
 from bench.preflight import compose_run_config, model_geometry
 from bench.rollout import ChunkRecord, generate
 from bench.sampler import FlowSampler
+from core.dtypes import DTYPES
 from core.errors import ConfigError
 from core.paths import REPO_DIR
 from core.registry import RegistryError
