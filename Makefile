@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: bench test test-all test-slurm lint install clean
+.PHONY: bench test test-all test-slurm lint install clean gpu-check
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ test-all: $(STAMP)
 test-slurm: $(STAMP)
 	command -v slurmctld >/dev/null || (apt-get update -q && apt-get install -y -q slurm-wlm munge)
 	$(PY) -m pytest -q -m slurm tests/run/test_slurm_cluster.py
+
+# One command on a CUDA GPU (kernels, full-size rollouts, targets; under 8 minutes on an H200), run by the
+# machine's own python: it needs torch, triton, numpy and safetensors there, no install (docs/gpu_check.md).
+gpu-check:
+	$(PYTHON) -m bench.tools.gpu_check --out results/perf
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

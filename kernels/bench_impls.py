@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
 from kernels.reference import ragged_attention_reference
 from kernels.rope import Rope3D, rotate_pairs_by, rotation_table
@@ -62,6 +63,7 @@ def reference(case: Case) -> Callable[[], torch.Tensor]:
 
 
 def triton_kernel(case: Case) -> Callable[[], torch.Tensor]:
+    # imported on first use, as kernels.attention does: TRITON_INTERPRET is read when Triton is imported
     from kernels.triton_attention import ragged_attention_triton
 
     out = torch.empty_like(case.q)
@@ -114,8 +116,6 @@ def sdpa_per_head(case: Case) -> Callable[[], torch.Tensor]:
 
 
 def flex(case: Case) -> Callable[[], torch.Tensor]:
-    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
-
     c, (B, H, Nq, D) = case.cache, case.q.shape
     device = case.q.device
     q_doc = torch.arange(H, device=device).repeat_interleave(Nq)

@@ -28,21 +28,30 @@ import numpy as np
 import torch
 
 from bench.cli_args import Parser
-from bench.preflight import compose_run_config, model_geometry
+from bench.models.base import ModelConfig
+from bench.models.toy import ToyConfig
+from bench.models.wan_config import WanConfig
 from core.dtypes import DTYPES
 from core.errors import ConfigError
 from core.geometry import Geometry
 from kernels.bench_impls import IMPLEMENTATIONS, Case
 from kernels.rope import Rope3D
 from kernels.view import RaggedKV
+from methods import METHODS, MethodConfig
 from methods.roles import load_toy_profile, role_map_with_shares
 
 STRESS_FRAMES = (1 / 1560, 2 / 1560, 8 / 1560, 30 / 1560, 120 / 1560, 480 / 1560, 1, 2, 4, 8, 16, 21)
 
 
-def default_method(name: str):
-    """A method's default config (conf/method/<name>.yaml), as ``forcebench run`` composes it."""
-    return compose_run_config([f"method={name}", "metrics=none"]).method
+def default_method(name: str) -> MethodConfig:
+    """A method's default config: its registered dataclass's defaults, which is what
+    conf/method/<name>.yaml composes to (those files set nothing else). No Hydra needed."""
+    return METHODS.get(name).config(name=name)
+
+
+def backbone_config(backbone: str) -> ModelConfig:
+    """The sizes of ``toy`` or ``wan`` (Wan2.1-T2V-1.3B): the config dataclass's defaults, no weights."""
+    return {"toy": ToyConfig, "wan": WanConfig}[backbone]()
 
 
 def head_forcing_frames(g: Geometry, roles: list[str]) -> list[int]:
@@ -65,8 +74,9 @@ def layer_roles(backbone: str, heads: int) -> list[str]:
     return role_map_with_shares(profile, 1, heads)["roles"][0]
 
 
-def distributions(backbone: str, g: Geometry) -> dict[str, list[int]]:
-    """Per-head cache lengths (tokens) of one layer at a method's default budget, full cache."""
+def distributions(backbone: str, g: Geometry, stress: bool | None = None) -> dict[str, list[int]]:
+    """Per-head cache lengths (tokens) of one layer at a method's default budget, full cache;
+    ``stress`` (default: for Wan) adds the ragged stress distribution of STRESS_FRAMES."""
     tpf = g.tokens_per_frame
     out = {"full (trained horizon)": [g.horizon_frames * tpf] * g.heads}
     budgets = {name: default_method(name).frames(g) for name in ("sink", "uniform")}
@@ -75,9 +85,9 @@ def distributions(backbone: str, g: Geometry) -> dict[str, list[int]]:
     for label, frames in budgets.items():
         out[f"{label} ({frames} frames)"] = [frames * tpf] * g.heads
     out["head_forcing"] = [f * tpf for f in head_forcing_frames(g, layer_roles(backbone, g.heads))]
-    if backbone == "wan":
-        stress = [max(1, round(f * tpf)) for f in STRESS_FRAMES]
-        out[f"ragged stress ({min(stress)} .. {max(stress)})"] = stress
+    if backbone == "wan" and stress is None or stress:
+        lengths = [max(1, round(f * tpf)) for f in STRESS_FRAMES]
+        out[f"ragged stress ({min(lengths)} .. {max(lengths)})"] = lengths
     return out
 
 
@@ -128,6 +138,13 @@ def bytes_moved(case: Case) -> int:
     return case.q.element_size() * (2 * case.cache.k.numel() + 4 * case.q.numel())
 
 
+def attention_flops(case: Case) -> int:
+    """Multiply-adds x 2 of one call: q.k and p.v over each head's cache plus the chunk's own keys."""
+    B, H, Nq, D = case.q.shape
+    keys = case.cache.k.shape[1] + H * Nq  # summed over heads
+    return 4 * B * Nq * D * keys
+
+
 def peak_extra_bytes(fn, device: torch.device) -> int | None:
     if device.type != "cuda":
         return None
@@ -170,7 +187,7 @@ def run_benchmark(backbones: list[str], dtype: torch.dtype, batch: int, warmup: 
     copy_bw = copy_bandwidth(device, max(3, repeats // 3))
     shapes = []
     for backbone in backbones:
-        g = model_geometry("wan_1_3b" if backbone == "wan" else "toy")
+        g = backbone_config(backbone).geometry()
         for dist, lengths in distributions(backbone, g).items():
             case = make_case(g, lengths, batch, dtype, device)
             shapes.append({"backbone": backbone, "distribution": dist, "batch": batch, "heads": g.heads,

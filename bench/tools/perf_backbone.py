@@ -4,13 +4,14 @@
         [--seconds 5 30 60] [--checkpoint PATH] [--vae FOLDER] [--role-map FILE]
         [--dtype bfloat16] [--out results/perf]
 
-For every method (default: all registered, each at its default config from conf/method/)
-it runs one rollout to the longest duration (bench.rollout.generate: 4 denoising forwards
-+ the clean forward per chunk, the Self Forcing renoise sampler with shift 5) after a
-one-chunk warm-up, and reports for each duration's prefix: per-chunk latency (median,
-p95; denoising plus cache update), the first chunk's latency, frames per second of video
-(latent frames x 4 at 16 fps), the allocated KV bytes at its end and the peak CUDA memory
-up to it; with ``--vae`` also FPS and first-chunk latency including the VAE decode. A
+For every method (default: all registered, each at its default config: the method
+dataclass's defaults, which is what conf/method/ composes; built without Hydra, as is the
+model config) it runs one rollout to the longest duration (bench.rollout.generate: 4
+denoising forwards + the clean forward per chunk, the Self Forcing renoise sampler with
+shift 5) after a one-chunk warm-up, and reports for each duration's prefix: per-chunk
+latency (median, p95; denoising plus cache update), the first chunk's latency, frames per
+second of video (latent frames x 4 at 16 fps) and of latent frames, the allocated KV bytes
+at its end and the peak CUDA memory up to it; with ``--vae`` also FPS and first-chunk latency including the VAE decode. A
 method that runs out of GPU memory keeps the durations it finished and is marked ``oom``.
 Without ``--checkpoint`` the weights are random (speed and memory do not depend on them).
 Head Forcing, two_tier, forcing_kv (a role map) and pyramid_forcing (labels) read head roles:
@@ -29,20 +30,22 @@ import json
 import re
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from bench.models import build_backbone
-from bench.preflight import compose_run_config, model_geometry
+from bench.models import Backbone, build_backbone
+from bench.models.wan_config import WanConfig
 from bench.rollout import ChunkRecord, generate
 from bench.sampler import FlowSampler
 from core.dtypes import DTYPES
 from core.errors import ConfigError
+from core.geometry import Geometry
 from core.paths import REPO_DIR
 from core.registry import RegistryError
-from methods import METHODS, build_method
+from core.timing import Latency, timed
+from methods import METHODS, MethodConfig, build_method
 from methods.pyramid_profile import (
     TOY_PYRAMID_LABELS,
     pyramid_labels_with_shares,
@@ -54,16 +57,46 @@ VIDEO_FRAMES_PER_LATENT = 4  # the Wan VAE's temporal stride: 16 fps video from 
 # Methods that read a head-role file, and which synthetic file each gets on a model without a profile.
 ROLE_MAP_METHODS = {"head_forcing": "roles.json", "two_tier": "roles.json", "forcing_kv": "roles.json",
                     "pyramid_forcing": "pyramid_labels.json"}
+# What conf/model/wan_tiny.yaml sets differently from WanConfig's defaults (Wan2.1-T2V-1.3B);
+# tests/tools/test_perf_backbone.py checks that both give the config Hydra composes.
+WAN_TINY = {"dim": 64, "layers": 2, "heads": 2, "ffn_dim": 128, "text_dim": 32, "text_len": 8,
+            "latent_height": 8, "latent_width": 8, "horizon_frames": 9}
+PROMPT = "a red fox runs through fresh snow in a pine forest"
 
 
-def load_run_config(model: str, method: str, checkpoint: str | None, vae: str | None, role_maps: dict[str, str]):
-    """The method's default run config on ``model``; ``role_maps``: role-file name -> path."""
-    overrides = [f"model={model}", f"method={method}", f"model.checkpoint={checkpoint or 'null'}",
-                 f"model.vae={vae or 'null'}", "model.text_encoder=null", "model.text_embeddings=null",
-                 "metrics=none"]
-    if method in ROLE_MAP_METHODS and ROLE_MAP_METHODS[method] in role_maps:
-        overrides.append(f"method.role_map={role_maps[ROLE_MAP_METHODS[method]]}")
-    return compose_run_config(overrides)
+class OutOfTime(Exception):
+    """A rollout passed its deadline; the chunks it finished are kept."""
+
+
+@dataclass
+class PerfConfig:
+    """The model and method configs of one timed rollout (what ``forcebench run`` would compose)."""
+
+    model: WanConfig
+    method: MethodConfig
+
+    def geometry(self) -> Geometry:
+        return self.model.geometry()
+
+
+def model_config(model: str, checkpoint: str | None = None, vae: str | None = None) -> WanConfig:
+    """``wan_1_3b`` or ``wan_tiny`` as conf/model/ composes it, built without Hydra; only the
+    given local files (no text encoder: stand-in text features)."""
+    sizes = WAN_TINY if model == "wan_tiny" else {}
+    return WanConfig(checkpoint=checkpoint, vae=vae, text_encoder=None, text_embeddings=None, **sizes)
+
+
+def method_config(name: str, role_maps: dict[str, str]) -> MethodConfig:
+    """A method's default config (its dataclass's defaults, as conf/method/<name>.yaml composes),
+    reading its head roles from ``role_maps`` (role-file name -> path) when it needs them."""
+    role_map = {"role_map": role_maps[ROLE_MAP_METHODS[name]]} if ROLE_MAP_METHODS.get(name) in role_maps else {}
+    return METHODS.get(name).config(name=name, **role_map)
+
+
+def load_run_config(model: str, method: str, checkpoint: str | None, vae: str | None,
+                    role_maps: dict[str, str]) -> PerfConfig:
+    """The method's default config on ``model``; ``role_maps``: role-file name -> path."""
+    return PerfConfig(model_config(model, checkpoint, vae), method_config(method, role_maps))
 
 
 def synthetic_role_maps(layers: int, heads: int, folder: str) -> tuple[dict[str, str], dict[str, dict]]:
@@ -78,77 +111,79 @@ def synthetic_role_maps(layers: int, heads: int, folder: str) -> tuple[dict[str,
     return {name: str(Path(folder) / name) for name in maps}, maps
 
 
-def timed(fn, device: torch.device, log: list[float]):
-    """``fn`` wrapped to append its wall time (synchronised on CUDA) to ``log``."""
-
-    def call(*args, **kwargs):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        out = fn(*args, **kwargs)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        log.append(time.perf_counter() - t0)
-        return out
-
-    return call
+def build_model(cfg: WanConfig, dtype: torch.dtype, device: torch.device) -> Backbone:
+    """The backbone built on ``device`` (random weights seeded by init_seed without a checkpoint)."""
+    with torch.device(device):
+        model = build_backbone(cfg)
+    return model.to(dtype=dtype).eval()
 
 
 def prefix_row(method: str, seconds: float, frames: int, chunks: list[ChunkRecord], decode_s: list[float],
                cuda: bool) -> dict:
-    """Statistics of the chunks that make up the first ``frames`` latent frames."""
-    walls = np.array([c.wall_s for c in chunks])
+    """Statistics of the chunks that make up the first ``frames`` latent frames. FPS: frames
+    over the summed chunk times (denoising + cache update; no decode, no prompt encoding)."""
+    walls = [c.wall_s for c in chunks]
+    latency, total = Latency.of(walls), sum(walls)
     row = {"method": method, "seconds": seconds, "frames": frames, "chunks": len(chunks),
-           "chunk_latency_median_s": float(np.median(walls)), "chunk_latency_p95_s": float(np.percentile(walls, 95)),
-           "first_chunk_latency_s": float(walls[0]), "video_fps": VIDEO_FRAMES_PER_LATENT * frames / float(walls.sum()),
-           "kv_cache_mib": chunks[-1].kv_bytes / 2**20,
+           "chunk_latency_median_s": latency.p50_s, "chunk_latency_p95_s": latency.p95_s,
+           "first_chunk_latency_s": walls[0], "latent_fps": frames / total,
+           "video_fps": VIDEO_FRAMES_PER_LATENT * frames / total,
+           "kv_bytes": chunks[-1].kv_bytes, "kv_cache_mib": chunks[-1].kv_bytes / 2**20,
            "peak_cuda_memory_gib": chunks[-1].peak_memory_bytes / 2**30 if cuda else None}
     if decode_s:
-        row["decode_latency_median_s"] = float(np.median(decode_s[:len(chunks)]))
-        row["video_fps_with_decode"] = VIDEO_FRAMES_PER_LATENT * frames / (float(walls.sum()) + sum(decode_s[:len(chunks)]))
-        row["first_chunk_latency_with_decode_s"] = float(walls[0] + decode_s[0])
+        row["decode_latency_median_s"] = Latency.of(decode_s[:len(chunks)]).p50_s
+        row["video_fps_with_decode"] = VIDEO_FRAMES_PER_LATENT * frames / (total + sum(decode_s[:len(chunks)]))
+        row["first_chunk_latency_with_decode_s"] = walls[0] + decode_s[0]
     return row
 
 
-def measure_method(args: argparse.Namespace, method_name: str, role_maps: dict[str, str], device: torch.device) -> dict:
-    """One rollout to the longest duration; rows for every duration it reached."""
-
-    cuda = device.type == "cuda"
-    dtype = DTYPES[args.dtype]
-    run = load_run_config(args.model, method_name, args.checkpoint, args.vae, role_maps)
-    g = run.geometry()
-    frames = {s: g.frames_for_seconds(s) for s in sorted(args.seconds)}
-    run.model.check()
-    run.method.check(g, max(frames.values()))
-    with torch.device(device):
-        model = build_backbone(run.model)
-    model = model.to(dtype=dtype).eval()
-    method = build_method(run.method, g, dtype=dtype, device=device)
-    sampler = FlowSampler(args.steps, model.default_shift, "renoise")
+def measure_method(model: Backbone, method_cfg: MethodConfig, seconds: list[float], steps: int = 4,
+                   time_decode: bool = False, deadline: float | None = None) -> dict:
+    """One rollout of ``model`` under ``method_cfg`` to the longest of ``seconds``, after a
+    one-chunk warm-up; a row for every duration it reached. Out of GPU memory, or past
+    ``deadline`` (time.monotonic()), it stops and keeps the chunks it finished (``stopped``
+    says why). ``time_decode``: time the VAE decode of every chunk as well."""
+    g = model.geometry
+    param = next(model.parameters())
+    device, cuda = param.device, param.device.type == "cuda"
+    frames = {s: g.frames_for_seconds(s) for s in sorted(seconds)}
+    total = max(frames.values()) // g.frames_per_chunk
+    method_cfg.check(g, max(frames.values()))
+    method = build_method(method_cfg, g, dtype=param.dtype, device=device)
+    sampler = FlowSampler(steps, model.default_shift, "renoise")
     decode_s: list[float] = []
-    if run.model.vae:
+    if time_decode:
         stream = model.decode_stream  # the rollout decodes chunk after chunk through this
         model.decode_stream = lambda: timed(stream(), device, decode_s)
-    timeline = [(0.0, "a red fox runs through fresh snow in a pine forest")]
-
-    generate(model, method, timeline, g.frames_per_chunk, 0, sampler)  # warm-up
-    decode_s.clear()
-    if cuda:
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
     chunks: list[ChunkRecord] = []
-    oom = None
+
+    def record(chunk: ChunkRecord) -> None:
+        chunks.append(chunk)
+        if deadline is not None and len(chunks) < total and time.monotonic() > deadline:
+            raise OutOfTime
+
+    stopped = None
     try:
-        generate(model, method, timeline, max(frames.values()), 0, sampler, on_chunk=chunks.append)
+        generate(model, method, [(0.0, PROMPT)], g.frames_per_chunk, 0, sampler)  # warm-up
+        decode_s.clear()
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        generate(model, method, [(0.0, PROMPT)], total * g.frames_per_chunk, 0, sampler, on_chunk=record)
     except torch.OutOfMemoryError:
-        oom = f"out of GPU memory at chunk {len(chunks)} ({len(chunks) * g.frames_per_chunk / g.fps:g} s)"
-    rows = [prefix_row(method_name, s, n, chunks[:n // g.frames_per_chunk], decode_s, cuda)
-            for s, n in frames.items() if n // g.frames_per_chunk <= len(chunks)]
-    del model, method
+        stopped = f"out of GPU memory at chunk {len(chunks)} ({len(chunks) * g.frames_per_chunk / g.fps:g} s)"
+    except OutOfTime:
+        stopped = (f"time budget: stopped after chunk {len(chunks)} of {total} "
+                   f"({len(chunks) * g.frames_per_chunk / g.fps:g} s)")
+    finally:
+        if time_decode:
+            del model.decode_stream  # back to the class's method
+    rows = [prefix_row(method_cfg.name, s, n, chunks[:n // g.frames_per_chunk], decode_s, cuda)
+            for s, n in frames.items() if chunks and n // g.frames_per_chunk <= len(chunks)]
+    del method
     if cuda:
         torch.cuda.empty_cache()
-    return {"method": method_name, "rows": rows, "oom": oom, "weights_init_seed": run.model.init_seed,
-            "tokens_per_chunk": g.frames_per_chunk * g.tokens_per_frame, "layers": g.layers, "heads": g.heads}
+    return {"method": method_cfg.name, "rows": rows, "stopped": stopped}
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -163,11 +198,17 @@ def measure(args: argparse.Namespace) -> dict:
             METHODS.get(name)  # unknown names fail before any rollout
         except RegistryError as err:
             raise SystemExit(f"bench.tools.perf_backbone: --methods: {err}") from None
+    model_cfg = model_config(args.model, args.checkpoint, args.vae)
+    try:
+        model_cfg.check()
+    except ConfigError as err:
+        raise SystemExit(f"bench.tools.perf_backbone: {err}") from None
+    g, dtype = model_cfg.geometry(), DTYPES[args.dtype]
+    longest = max(g.frames_for_seconds(s) for s in args.seconds)
     results, skipped, role_map_note = [], {}, args.role_map or "none needed"
     with tempfile.TemporaryDirectory() as folder:
         role_maps = {}
         if any(m in ROLE_MAP_METHODS for m in methods):
-            g = model_geometry(args.model)
             role_maps, synthetic = synthetic_role_maps(g.layers, g.heads, folder)
             role_map_note = (f"synthetic: the toy profiles' role shares in every layer "
                              f"({synthetic['roles.json']['counts']} heads; Pyramid Forcing "
@@ -177,26 +218,30 @@ def measure(args: argparse.Namespace) -> dict:
                 role_map_note = f"{args.role_map}; {role_map_note} for pyramid_forcing"
         for name in methods:
             try:
-                results.append(measure_method(args, name, role_maps, device))
+                method_cfg = method_config(name, role_maps)
+                method_cfg.check(g, longest)  # before building the model
             except ConfigError as err:  # a default budget that does not fit this model: say so, go on
                 skipped[name] = str(err)
+                continue
+            model = build_model(model_cfg, dtype, device)
+            results.append(measure_method(model, method_cfg, args.seconds, args.steps, time_decode=bool(args.vae)))
+            del model
     if not results:
         raise SystemExit(f"bench.tools.perf_backbone: no method fits --model {args.model}: {skipped}")
-    first = results[0]
     return {
         "model": args.model,
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",
         "label": None if cuda else "wan_tiny on the CPU: checks the path; not a measurement of Wan2.1-1.3B",
-        "weights": args.checkpoint or f"random (init_seed={first['weights_init_seed']}): speed and memory only",
+        "weights": args.checkpoint or f"random (init_seed={model_cfg.init_seed}): speed and memory only",
         "role_map": role_map_note,
         "dtype": args.dtype,
         "forwards_per_chunk": args.steps + 1,
-        "tokens_per_chunk": first["tokens_per_chunk"],
+        "tokens_per_chunk": g.frames_per_chunk * g.tokens_per_frame,
         "includes": "per chunk: denoising forwards, the clean forward and the cache update, after a one-chunk "
                     "warm-up; excludes prompt encoding (stand-in features)",
         "decode": args.vae or "not timed (no --vae)",
         "rows": [row for r in results for row in r["rows"]],
-        "oom": {r["method"]: r["oom"] for r in results if r["oom"]},
+        "oom": {r["method"]: r["stopped"] for r in results if r["stopped"]},
         "skipped": skipped,
     }
 

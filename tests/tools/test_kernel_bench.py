@@ -8,10 +8,17 @@ import pytest
 import torch
 
 from bench.cli import main as cli_main
-from bench.preflight import model_geometry
-from bench.tools.kernel_bench import distributions, make_case
+from bench.preflight import compose_run_config, model_geometry
+from bench.tools.kernel_bench import (
+    attention_flops,
+    backbone_config,
+    default_method,
+    distributions,
+    make_case,
+)
 from kernels.bench_impls import IMPLEMENTATIONS, Case
 from kernels.reference import ragged_attention_reference
+from methods import METHODS
 
 
 def test_wan_shapes_and_length_distributions():
@@ -26,6 +33,27 @@ def test_wan_shapes_and_length_distributions():
     assert sum(d["head_forcing"]) <= sum(d["sink / uniform (12 frames)"])  # never more KV bytes than the baselines
     stress = d["ragged stress (1 .. 32760)"]
     assert min(stress) == 1 and max(stress) == 32760 and len(set(stress)) == 12
+
+
+def test_configs_without_hydra_are_what_hydra_composes():
+    """The benchmark (and the GPU check through it) builds configs from the dataclasses alone."""
+    for name in METHODS.names():
+        assert default_method(name) == compose_run_config([f"method={name}", "metrics=none"]).method, name
+    assert backbone_config("toy").geometry() == model_geometry("toy")
+    assert backbone_config("wan").geometry() == model_geometry("wan_1_3b")
+
+
+def test_stress_distribution_is_optional():
+    g = model_geometry("wan_1_3b")
+    assert list(distributions("wan", g, stress=False)) == ["full (trained horizon)", "sink / uniform (12 frames)",
+                                                           "head_forcing"]
+    assert len(distributions("toy", model_geometry("toy"), stress=True)) == 4
+
+
+def test_attention_flops_count_every_query_key_pair_twice():
+    case = make_case(model_geometry("toy"), [40, 0, 7, 100], batch=2, dtype=torch.float32, device=torch.device("cpu"))
+    # 2 batch x 48 queries x 24 dims x (147 cached + 4 heads x 48 own keys) x (q.k + p.v) x 2 flops
+    assert attention_flops(case) == 2 * 48 * 24 * (147 + 4 * 48) * 2 * 2
 
 
 def small_case(bias: bool) -> Case:
