@@ -10,6 +10,7 @@
     forcebench validate RUNS_DIR [...]         are the negative controls beaten? (exit 0 yes, 1 no, 2 bad input)
     forcebench regress [...]                   compare a results table with the committed reference
     forcebench bench-kernels [...]             time the attention kernels against SDPA and FlexAttention
+    forcebench time-chunks [...]               per-chunk latency of every method, interleaved, idle and loaded
 """
 
 from __future__ import annotations
@@ -142,9 +143,16 @@ def cmd_bench_kernels(argv: list[str]) -> int:
     return bench_main(argv)
 
 
+def cmd_time_chunks(argv: list[str]) -> int:
+    from bench.tools.chunk_timing import main as timing_main
+
+    return timing_main(argv)
+
+
 COMMANDS = {"run": cmd_run, "table": cmd_table, "train": cmd_train, "evaluate-toy": cmd_evaluate_toy,
             "profile": cmd_profile, "audit-heads": cmd_audit_heads, "leaderboard": cmd_leaderboard,
-            "validate": cmd_validate, "regress": cmd_regress, "bench-kernels": cmd_bench_kernels}
+            "validate": cmd_validate, "regress": cmd_regress, "bench-kernels": cmd_bench_kernels,
+            "time-chunks": cmd_time_chunks}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,11 +48,12 @@ from bench.sampler import FlowSampler
 from bench.video import from_uint8, to_uint8
 from core.files import atomic_write_text, read_json_object, write_json
 from core.timeline import frame_timeline
+from core.timing import device_name
 from core.world import OTHER_SEED_OFFSET, simulate
 from methods.base import METHODS, build_method
 from metrics.base import VideoMeta
 from metrics.suite import Suite, build_suite
-from metrics.system import LATENCY_INCLUDES, system_summary
+from metrics.system import TIMING_DEFINITION, TIMING_PROTOCOL, system_summary
 
 log = logging.getLogger("forcebench")
 register_schemas()
@@ -111,7 +112,8 @@ def summarise(run: RunConfig, name: str, key: dict, rollout: Rollout, rows: list
         for family in plan.score.get(float(seconds), []):
             done[family] = {**spec[family], "status": "unavailable" if family in suite.unavailable else "scored"}
         scoring[float(seconds)] = (n, done)
-    durations = [{"seconds_requested": seconds, **system_summary(rollout.chunks, frames, g.fps),
+    durations = [{"seconds_requested": seconds,
+                  **system_summary(rollout.chunks, frames, g.fps, run.model.video_frames(frames)),
                   "metrics": scalar_metrics(rows, seconds), "scoring": done}
                  for seconds, (frames, done) in sorted(scoring.items())]
     families = {f: s["version"] for d in durations for f, s in d["scoring"].items() if s["status"] == "scored"}
@@ -128,7 +130,8 @@ def summarise(run: RunConfig, name: str, key: dict, rollout: Rollout, rows: list
         "metrics_version": families,
         "metrics_unavailable": suite.unavailable,
         "encoders": suite.encoders,
-        "latency_includes": LATENCY_INCLUDES,
+        "timing": {"protocol": TIMING_PROTOCOL, "definition": TIMING_DEFINITION, "device": device_name(run.device),
+                   "dtype": run.dtype},
         "durations": durations,
     }
 

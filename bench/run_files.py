@@ -23,7 +23,7 @@ from bench.video import from_uint8, save_gif, save_npy, to_uint8
 from core.files import atomic_write_text, write_json
 
 CHUNK_FIELDS = ["chunk", "frame_start", "frame_end", "prompt_index", "wall_s", "kv_bytes", "tokens_total",
-                "tokens_per_head_min", "tokens_per_head_max", "peak_memory_bytes"]
+                "tokens_per_head_min", "tokens_per_head_max", "peak_memory_bytes", "method_s", "decode_s", "encode_s"]
 NUMERIC_ROW_FIELDS = {"seconds": float, "frames": int, "segment": int, "start_s": float, "end_s": float, "value": float}
 
 
@@ -48,7 +48,8 @@ def write_rollout(stage: Path, run: RunConfig, rollout: Rollout, meta: dict) -> 
         {"chunk": c.index, "frame_start": c.frame_start, "frame_end": c.frame_end,
          "prompt_index": c.prompt_index, "wall_s": f"{c.wall_s:.6f}", "kv_bytes": c.kv_bytes,
          "tokens_total": int(c.tokens.sum()), "tokens_per_head_min": int(c.tokens.min()),
-         "tokens_per_head_max": int(c.tokens.max()), "peak_memory_bytes": c.peak_memory_bytes}
+         "tokens_per_head_max": int(c.tokens.max()), "peak_memory_bytes": c.peak_memory_bytes,
+         "method_s": f"{c.method_s:.6f}", "decode_s": f"{c.decode_s:.6f}", "encode_s": f"{c.encode_s:.6f}"}
         for c in rollout.chunks]))
     atomic_write_text(stage / "cache_heads.csv", csv_text([
         {"chunk": c.index, "layer": layer, "head": head, "tokens": int(c.tokens[layer, head])}
@@ -69,7 +70,8 @@ def read_rollout(run_dir: Path, layers: int, heads: int) -> Rollout | None:
         for r in head_rows:
             tokens[int(r["chunk"]), int(r["layer"]), int(r["head"])] = int(r["tokens"])
         chunks = [ChunkRecord(int(r["chunk"]), int(r["frame_start"]), int(r["frame_end"]), int(r["prompt_index"]),
-                              float(r["wall_s"]), int(r["kv_bytes"]), tokens[i], int(r["peak_memory_bytes"]))
+                              float(r["wall_s"]), int(r["kv_bytes"]), tokens[i], int(r["peak_memory_bytes"]),
+                              *(float(r.get(k) or 0) for k in ("method_s", "decode_s", "encode_s")))  # absent before
                   for i, r in enumerate(chunk_rows)]
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return None

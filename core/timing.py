@@ -9,6 +9,7 @@ time lands in a list. ``Latency`` summarises repeated measurements of one thing:
 
 from __future__ import annotations
 
+import platform
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -93,3 +94,18 @@ class Latency:
     def as_dict(self) -> dict:
         return {"n": self.n, "p50_s": self.p50_s, "p95_s": self.p95_s, "mean_s": self.mean_s,
                 "spread": self.spread, "noisy": self.noisy}
+
+
+def device_name(device: torch.device | str) -> str:
+    """What a timing ran on: the GPU's name, or the CPU's model name with the threads torch uses."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), model)
+    except OSError:
+        pass
+    threads = torch.get_num_threads()
+    return f"{model} ({threads} thread{'' if threads == 1 else 's'})"

@@ -86,46 +86,76 @@ def ragged_attention_reference(
     scale = D**-0.5 if scale is None else scale
     q_rot = rope.rotate_temporal(q.to(work), q_pos.unsqueeze(0))
     k_self_rot = rope.rotate_temporal(k_self.to(work), q_pos.unsqueeze(0))
-    cache_k = rope.rotate_temporal(cache.k.to(work), cache.pos.unsqueeze(0))
-    cache_v = cache.v.to(work)
-    lengths = cache.lengths()
-    if bool((lengths == lengths[0]).all()):  # equal lengths: the same computation, batched over heads
-        n = int(lengths[0])
-        keys = torch.cat((cache_k.view(B, H, n, D), k_self_rot), dim=2)  # [B, H, n + Nq, D]
-        values = torch.cat((cache_v.view(B, H, n, D), v_self.to(work)), dim=2)
-        logits = q_rot @ keys.transpose(-1, -2) * scale  # [B, H, Nq, n + Nq]
-        if return_logits:  # before the bias is added
-            groups = query_groups(cache, Nq)
-            per_head = [_logit_stats(logits[:, h, :, :n], groups) for h in range(H)]
-            stats = LogitStats(torch.cat([s for s, _ in per_head], dim=1), torch.cat([p for _, p in per_head], dim=1))
-        if cache.bias is not None:
-            logits[..., :n] += cache.bias.view(H, n)[None, :, None, :].to(work)
-        probs = torch.softmax(logits, dim=-1)
-        mass = probs[..., :n].sum(dim=(0, 2)).flatten().float() if return_mass else None
-        if return_logits:
-            return (probs @ values).to(q.dtype), mass, stats
-        return (probs @ values).to(q.dtype), mass
+    groups = query_groups(cache, Nq) if return_logits else 1
     out = torch.empty_like(q)
-    mass = torch.zeros(cache.k.shape[1], dtype=torch.float32, device=q.device) if return_mass else None
-    if return_logits:
-        groups = query_groups(cache, Nq)
-        stats = LogitStats(torch.zeros(groups, cache.k.shape[1], dtype=torch.float32, device=q.device),
-                           torch.zeros(groups, cache.k.shape[1], dtype=torch.int32, device=q.device))
-    for h in range(H):
-        sl = cache.head_slice(h)
-        keys = torch.cat((cache_k[:, sl], k_self_rot[:, h]), dim=1)  # [B, n_h + Nq, D]
-        values = torch.cat((cache_v[:, sl], v_self[:, h].to(work)), dim=1)
-        logits = q_rot[:, h] @ keys.transpose(1, 2) * scale  # [B, Nq, n_h + Nq]
-        if return_logits:
-            stats.logit_sum[:, sl], stats.positive[:, sl] = _logit_stats(logits[..., : sl.stop - sl.start], groups)
-        if cache.bias is not None:
-            n_h = sl.stop - sl.start
-            logits[..., :n_h] += cache.bias[sl].to(work)
+    N = cache.k.shape[1]
+    mass = torch.zeros(N, dtype=torch.float32, device=q.device) if return_mass else None
+    stats = LogitStats(torch.zeros(groups, N, dtype=torch.float32, device=q.device),
+                       torch.zeros(groups, N, dtype=torch.int32, device=q.device)) if return_logits else None
+    for group in cache.derived(("reference", rope, work), lambda: head_groups(cache, rope, work)):
+        n, index, G = group.length, group.index, group.k.shape[1]
+        if group.heads is None:
+            q_g, k_g, v_g = q_rot, k_self_rot, v_self
+        else:
+            q_g, k_g, v_g = (x.index_select(1, group.heads) for x in (q_rot, k_self_rot, v_self))
+        keys = torch.cat((group.k, k_g), dim=2)  # [B, G, n + Nq, D]
+        values = torch.cat((group.v, v_g.to(work)), dim=2)
+        logits = q_g @ keys.transpose(-1, -2) * scale  # [B, G, Nq, n + Nq]
+        if stats is not None:  # before the bias is added
+            for g in range(G):
+                part = index[g * n:(g + 1) * n]
+                stats.logit_sum[:, part], stats.positive[:, part] = _logit_stats(logits[:, g, :, :n], groups)
+        if group.bias is not None:
+            logits[..., :n] += group.bias
         probs = torch.softmax(logits, dim=-1)
-        out[:, h] = (probs @ values).to(q.dtype)
+        if group.heads is None:
+            out = (probs @ values).to(q.dtype)
+        else:
+            out.index_copy_(1, group.heads, (probs @ values).to(q.dtype))
         if mass is not None:
-            n_h = sl.stop - sl.start
-            mass[sl] = probs[..., :n_h].sum(dim=(0, 1)).float()
+            mass[index] = probs[..., :n].sum(dim=(0, 2)).flatten().float()
     if return_logits:
         return out, mass, stats
     return out, mass
+
+
+@dataclass
+class HeadGroup:
+    """Heads of one layer whose caches hold equally many entries, attended to as one batch.
+
+    length: n; heads: their indices [G] (None for all heads); index: [G * n] their entries in
+    the packed cache; k: [B, G, n, D] keys rotated to their positions; v: [B, G, n, D];
+    bias: [1, G, 1, n] logit bias or None. In the attention's working dtype.
+    """
+
+    length: int
+    heads: torch.Tensor | None
+    index: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    bias: torch.Tensor | None
+
+
+def head_groups(cache: RaggedKV, rope: Rope3D, work: torch.dtype) -> list[HeadGroup]:
+    """The cache's heads grouped by length (one group when every head holds as many entries, as
+    in a window), keys rotated temporally: what every attention call over this view shares."""
+    B, N, D = cache.k.shape
+    H = cache.heads
+    cache_k = rope.rotate_temporal(cache.k.to(work), cache.pos.unsqueeze(0))
+    cache_v = cache.v.to(work)
+    lengths = cache.lengths().tolist()
+    out = []
+    for n in sorted(set(lengths)):
+        heads = [h for h, length in enumerate(lengths) if length == n]
+        G = len(heads)
+        if G == H:  # packed heads of equal length are already [B, H, n, D]
+            sel, index = None, torch.arange(N, device=cache.k.device)
+            k, v = cache_k.view(B, H, n, D), cache_v.view(B, H, n, D)
+        else:
+            sel = torch.tensor(heads, device=cache.k.device)
+            index = torch.cat([torch.arange(int(cache.offsets[h]), int(cache.offsets[h]) + n) for h in heads])
+            index = index.to(cache.k.device)
+            k, v = cache_k[:, index].view(B, G, n, D), cache_v[:, index].view(B, G, n, D)
+        bias = None if cache.bias is None else cache.bias[index].view(G, n)[None, :, None, :].to(work)
+        out.append(HeadGroup(n, sel, index, k, v, bias))
+    return out

@@ -32,19 +32,11 @@ def part_frequencies(part_dim: int, theta: float) -> torch.Tensor:
     return theta ** (-exponents)
 
 
-def rotate_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive pairs of the last dim of ``x`` by ``angles``.
-
-    x: [..., 2P]; angles: broadcastable to [..., P] (radians). Computed in float32 (or
-    float64 for float64 inputs) and returned in x's dtype.
-    """
-    return rotate_pairs_by(x, torch.cos(angles), torch.sin(angles))
-
-
 def rotate_pairs_by(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """``rotate_pairs`` from the angles' cosines and sines (e.g. rows of ``rotation_table``).
+    """Rotate consecutive pairs of the last dim of ``x`` by angles given as cosines and sines.
 
-    x: [..., 2P]; cos, sin: broadcastable to [..., P]. Same precision rule as rotate_pairs.
+    x: [..., 2P]; cos, sin: broadcastable to [..., P]. Computed in float32 (float64 for
+    float64 inputs) and returned in x's dtype.
     """
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
     pairs = x.to(work).unflatten(-1, (-1, 2))
@@ -81,15 +73,17 @@ class Rope3D:
                 f"use a method that re-encodes positions or a shorter duration"
             )
 
-    def _angles(self, pos: torch.Tensor, part_dim: int) -> torch.Tensor:
-        freqs = part_frequencies(part_dim, self.theta).to(pos.device)
-        return pos.to(torch.float64).unsqueeze(-1) * freqs  # [..., part_dim // 2]
+    def cos_sin(self, pos: torch.Tensor, part_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin of the angles at positions ``pos`` [...] of one part: [..., part_dim // 2]
+        float64 each, rows of the cached table (``angle_table``), so nothing is recomputed."""
+        cos, sin = angle_table(part_dim, self.theta, self.max_positions, pos.device)
+        return cos[pos], sin[pos]
 
     def rotate_temporal(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """Rotate the temporal dims of ``x`` [..., N, D] at positions ``pos`` [..., N]."""
         self.check_positions(pos, "temporal")
         t_dim = self.split[0]
-        rotated = rotate_pairs(x[..., :t_dim], self._angles(pos, t_dim))
+        rotated = rotate_pairs_by(x[..., :t_dim], *self.cos_sin(pos, t_dim))
         return torch.cat((rotated, x[..., t_dim:]), dim=-1)
 
     def rotate_spatial(self, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -97,9 +91,22 @@ class Rope3D:
         self.check_positions(rows, "row")
         self.check_positions(cols, "column")
         t_dim, h_dim, w_dim = self.split
-        h = rotate_pairs(x[..., t_dim : t_dim + h_dim], self._angles(rows, h_dim))
-        w = rotate_pairs(x[..., t_dim + h_dim :], self._angles(cols, w_dim))
+        h = rotate_pairs_by(x[..., t_dim : t_dim + h_dim], *self.cos_sin(rows, h_dim))
+        w = rotate_pairs_by(x[..., t_dim + h_dim :], *self.cos_sin(cols, w_dim))
         return torch.cat((x[..., :t_dim], h, w), dim=-1)
+
+
+_ANGLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def angle_table(part_dim: int, theta: float, max_positions: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of position x frequency for every position of the table, [max_positions,
+    part_dim // 2] float64 each; computed once per (part, theta, size, device)."""
+    key = (part_dim, theta, max_positions, str(device))
+    if key not in _ANGLES:
+        angles = torch.arange(max_positions, dtype=torch.float64).unsqueeze(-1) * part_frequencies(part_dim, theta)
+        _ANGLES[key] = (torch.cos(angles).to(device), torch.sin(angles).to(device))
+    return _ANGLES[key]
 
 
 _TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -108,12 +115,11 @@ _TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 def rotation_table(rope: Rope3D, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin of every temporal angle, [max_positions, t_dim // 2] float32 each.
 
-    Computed in float64 like the reference rotation, so a kernel that gathers rows of
-    this table rotates exactly as ``Rope3D.rotate_temporal`` does in float32.
+    The float64 table rounded once, so a kernel that gathers rows of this table rotates
+    exactly as ``Rope3D.rotate_temporal`` does in float32.
     """
     key = (rope.head_dim, rope.theta, rope.max_positions, str(device))
     if key not in _TABLES:
-        angles = rope._angles(torch.arange(rope.max_positions), rope.split[0])
-        _TABLES[key] = (torch.cos(angles).float().to(device).contiguous(),
-                        torch.sin(angles).float().to(device).contiguous())
+        cos, sin = angle_table(rope.split[0], rope.theta, rope.max_positions, torch.device("cpu"))
+        _TABLES[key] = (cos.float().to(device).contiguous(), sin.float().to(device).contiguous())
     return _TABLES[key]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -30,6 +32,15 @@ class RaggedKV:
     offsets: torch.Tensor
     q_pos: torch.Tensor
     bias: torch.Tensor | None = None
+    _derived: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def derived(self, key: Any, make: Callable[[], Any]) -> Any:
+        """``make()``, computed once per view and ``key``: what every attention call over this view
+        derives from it alike (rotated keys, head groups). A view is built per chunk and read, never
+        changed, by that chunk's forwards, so a memo cannot go stale."""
+        if key not in self._derived:
+            self._derived[key] = make()
+        return self._derived[key]
 
     @property
     def heads(self) -> int:

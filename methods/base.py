@@ -87,16 +87,25 @@ class LayerStore:
         B, H, n, D = k.shape
         sel = torch.arange(H, device=k.device) if heads is None else heads.nonzero().flatten().to(k.device)
         m = sel.numel()
-        new_head = sel.repeat_interleave(n)
-        self.k = torch.cat((self.k, k[:, sel].reshape(B, m * n, D)), dim=1)
-        self.v = torch.cat((self.v, v[:, sel].reshape(B, m * n, D)), dim=1)
-        self.frame = torch.cat((self.frame, frame.to(self.frame.device).repeat(m)))
-        self.spatial = torch.cat((self.spatial, spatial.to(self.frame.device).repeat(m)))
-        self.head = torch.cat((self.head, new_head.to(self.head.device)))
-        self.kind = torch.cat((self.kind, torch.full((m * n,), kind, dtype=torch.int8, device=self.kind.device)))
         w = torch.ones(n) if weight is None else weight.float().cpu()
-        self.weight = torch.cat((self.weight, w.repeat(m).to(self.weight.device)))
-        self.score = torch.cat((self.score, torch.zeros(m * n, device=self.score.device)))
+        self.extend(k[:, sel].reshape(B, m * n, D), v[:, sel].reshape(B, m * n, D), frame.repeat(m),
+                    spatial.repeat(m), sel.repeat_interleave(n), kind, w.repeat(m))
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor, frame: torch.Tensor, spatial: torch.Tensor,
+               head: torch.Tensor, kind: int, weight: torch.Tensor) -> None:
+        """Append entries each to the end of its head's segment, in the given order.
+
+        k, v: [B, n, D]; frame, spatial, head: [n] int64; weight: [n] (raw entries each stands for).
+        """
+        dev = self.frame.device
+        self.k = torch.cat((self.k, k), dim=1)
+        self.v = torch.cat((self.v, v), dim=1)
+        self.frame = torch.cat((self.frame, frame.to(dev)))
+        self.spatial = torch.cat((self.spatial, spatial.to(dev)))
+        self.head = torch.cat((self.head, head.to(dev)))
+        self.kind = torch.cat((self.kind, torch.full((head.numel(),), kind, dtype=torch.int8, device=dev)))
+        self.weight = torch.cat((self.weight, weight.float().to(dev)))
+        self.score = torch.cat((self.score, torch.zeros(head.numel(), device=dev)))
         self._take(torch.argsort(self.head, stable=True))
 
     def keep(self, mask: torch.Tensor) -> None:
@@ -200,13 +209,17 @@ class CacheMethod:
         return out
 
     # -- updates ---------------------------------------------------------------------------
-    def write(self, kv: list[tuple[torch.Tensor, torch.Tensor]], chunk_start: int) -> None:
-        """Store a clean chunk's k, v (per layer [B, H, F * tpf, D]) and evict."""
+    def chunk_entries(self, chunk_start: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(frame, spatial) [F * tpf] of the chunk's tokens, frame after frame."""
         g = self.geometry
         n = g.frames_per_chunk * g.tokens_per_frame
-        frame = chunk_start + torch.arange(n, device=self.device) // g.tokens_per_frame
-        spatial = torch.arange(n, device=self.device) % g.tokens_per_frame
-        self.frames_written = chunk_start + g.frames_per_chunk
+        token = torch.arange(n, device=self.device)
+        return chunk_start + token // g.tokens_per_frame, token % g.tokens_per_frame
+
+    def write(self, kv: list[tuple[torch.Tensor, torch.Tensor]], chunk_start: int) -> None:
+        """Store a clean chunk's k, v (per layer [B, H, F * tpf, D]) and evict."""
+        frame, spatial = self.chunk_entries(chunk_start)
+        self.frames_written = chunk_start + self.geometry.frames_per_chunk
         for layer, (store, (k, v)) in enumerate(zip(self.layers, kv)):
             store.append(k.to(self.dtype), v.to(self.dtype), frame, spatial)
             self.evict(layer, store)

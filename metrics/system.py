@@ -1,12 +1,11 @@
-"""System metrics of a rollout prefix: latency, throughput, cache size.
+"""System numbers of a rollout prefix: latency, throughput, cache size, by one timing protocol.
 
-What the latency includes: per chunk, the denoising forwards, the clean forward that
-writes K/V, and the cache method's update. Prompt encoding and decoding are excluded
-(prompt encoding is reported separately in the run's meta.json). Peak memory: CUDA max
-allocated on a GPU; the process's peak resident memory on a CPU (which includes the
-model and everything else the process holds). ``system(num_frames, meta)`` is the
-functional form; nothing here is an image metric, so torchmetrics has nothing to add but
-the state.
+``system_summary`` gives a prefix's numbers (written once, in the run's summary.json);
+``TIMING_DEFINITION`` says what each latency and FPS number includes. Peak memory: CUDA max
+allocated on a GPU; the process's peak resident memory on a CPU (which includes the model
+and everything else the process holds). The ``system`` metric family adds the per-chunk
+series (latency, method share, KV bytes, tokens kept) to metrics.csv; nothing here is an
+image metric, so torchmetrics has nothing to add but the state.
 """
 
 from __future__ import annotations
@@ -17,10 +16,28 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from core.timing import Latency
 from metrics.base import METRICS, Metric, MetricOutput, Series, VideoMeta
 
-VERSION = "system-v1"
-LATENCY_INCLUDES = "denoising steps + clean K/V pass + cache update; excludes prompt encoding and decoding"
+VERSION = "system-v2"
+# The one timing protocol of forcebench: what every latency and FPS number in a summary means.
+TIMING_PROTOCOL = "forcebench-timing-v1"
+TIMING_DEFINITION = (
+    "latency_*: per-chunk DiT latency (denoising forwards + the clean K/V pass + re-cache passes + the "
+    "cache method's update), steady state: p50 / p95 / mean over the chunks after the first (warm-up); "
+    "latency_spread = p95 / p50 - 1. first_chunk_latency_s: the first chunk's DiT latency; "
+    "first_chunk_latency_e2e_s: with its prompt encoding and decoding. fps: output video frames a second, "
+    "DiT only, over every chunk of the prefix; fps_latent: the same in model (latent) frames; fps_e2e: video "
+    "frames a second with prompt encoding and decoding. method_share: the cache method's share of the DiT "
+    "time. Synchronised on CUDA; device, dtype and threads in the summary's timing block.")
+
+# The system numbers of a summary and their directions (higher is better); a value of one that is
+# not a number is rejected by the report schema (bench/report/schema.py).
+SYSTEM_DIRECTIONS = {"fps": True, "fps_latent": True, "fps_e2e": True, "latency_mean_s": False,
+                     "latency_p50_s": False, "latency_p95_s": False, "latency_spread": False,
+                     "first_chunk_latency_s": False, "first_chunk_latency_e2e_s": False, "method_share": False,
+                     "kv_bytes": False, "kv_mib": False, "tokens_per_head_mean": False, "tokens_per_head_max": False,
+                     "tokens_total": False, "peak_memory_bytes": False}
 
 
 class ChunkLike(Protocol):
@@ -30,23 +47,33 @@ class ChunkLike(Protocol):
     tokens: np.ndarray  # [L, H]
 
 
-def system_summary(chunks: Sequence[ChunkLike], frames: int, fps: float) -> dict:
-    """Numbers for the prefix of ``frames`` frames (chunks ending at or before it)."""
+def system_summary(chunks: Sequence[ChunkLike], frames: int, fps: float, video_frames: int | None = None) -> dict:
+    """Numbers for the prefix of ``frames`` model frames (chunks ending at or before it), by the
+    timing protocol above; ``video_frames``: the output video frames they decode to (default: as many)."""
     prefix = [c for c in chunks if c.frame_end <= frames]
     if not prefix:
         raise ValueError(f"no chunk ends within {frames} frames")
     wall = np.array([c.wall_s for c in prefix])
+    extra = {k: np.array([getattr(c, k, 0.0) for c in prefix]) for k in ("method_s", "decode_s", "encode_s")}
+    latency = Latency.of(wall[1:] if len(wall) > 1 else wall)
     last = prefix[-1]
     tokens = np.asarray(last.tokens)
+    video = last.frame_end if video_frames is None else video_frames
+    dit_s = float(wall.sum())
     return {
         "frames": int(last.frame_end),
         "seconds": last.frame_end / fps,
         "chunks": len(prefix),
-        "latency_mean_s": float(wall.mean()),
-        "latency_p50_s": float(np.median(wall)),
-        "latency_p95_s": float(np.percentile(wall, 95)),
+        "latency_mean_s": latency.mean_s,
+        "latency_p50_s": latency.p50_s,
+        "latency_p95_s": latency.p95_s,
+        "latency_spread": latency.spread,
         "first_chunk_latency_s": float(wall[0]),
-        "fps": float(last.frame_end / wall.sum()),
+        "first_chunk_latency_e2e_s": float(wall[0] + extra["decode_s"][0] + extra["encode_s"][0]),
+        "fps": video / dit_s,
+        "fps_latent": last.frame_end / dit_s,
+        "fps_e2e": video / (dit_s + float(extra["decode_s"].sum() + extra["encode_s"].sum())),
+        "method_share": float(extra["method_s"].sum()) / dit_s,
         "kv_bytes": int(last.kv_bytes),
         "kv_mib": last.kv_bytes / 2**20,
         "tokens_per_head_mean": float(tokens.mean()),
@@ -56,25 +83,25 @@ def system_summary(chunks: Sequence[ChunkLike], frames: int, fps: float) -> dict
     }
 
 
-SCALARS = ("latency_mean_s", "latency_p50_s", "latency_p95_s", "first_chunk_latency_s", "fps", "kv_bytes",
-           "tokens_per_head_mean", "tokens_per_head_max", "peak_memory_bytes")
-
-
 def system(num_frames: int, meta: VideoMeta) -> MetricOutput:
-    """system_summary of the first ``num_frames`` frames (from ``meta.chunks``) as scalars, plus
-    series per chunk: latency, allocated KV bytes and mean tokens kept per head."""
+    """Per-chunk series of the first ``num_frames`` frames (from ``meta.chunks``): DiT latency, the
+    method's share of it, allocated KV bytes and mean tokens kept per head. The prefix's scalar system
+    numbers are the run summary's (``system_summary``), written there once."""
     if not meta.chunks:
         raise ValueError("the system metric needs the rollout's chunk records (meta.chunks)")
-    summary = system_summary(meta.chunks, num_frames, meta.fps)
     chunks = [c for c in meta.chunks if c.frame_end <= num_frames]
+    if not chunks:
+        raise ValueError(f"no chunk ends within {num_frames} frames")
 
     def series(values) -> Series:
         return Series.from_rows(((c.frame_end - meta.frames_per_chunk, c.frame_end, float(v))
                                  for c, v in zip(chunks, values)), meta.fps)
 
     return MetricOutput(
-        {k: float(summary[k]) for k in SCALARS if k in summary},
-        {"latency_s": series([c.wall_s for c in chunks]), "kv_bytes": series([c.kv_bytes for c in chunks]),
+        {},
+        {"latency_s": series([c.wall_s for c in chunks]),
+         "method_s": series([getattr(c, "method_s", 0.0) for c in chunks]),
+         "kv_bytes": series([c.kv_bytes for c in chunks]),
          "tokens_per_head_mean": series([np.asarray(c.tokens).mean() for c in chunks])})
 
 
@@ -84,8 +111,7 @@ class SystemMetric(Metric):
 
     name = "system"
     version = VERSION
-    higher_is_better = {"fps": True, "*": False}
-    SCALARS = SCALARS
+    higher_is_better = {"*": False}
 
     def score(self, frames: torch.Tensor, meta: VideoMeta) -> MetricOutput:
         return system(len(frames), meta)

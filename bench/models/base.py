@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 from torch import nn
+from torch.profiler import record_function
 
 from bench.checkpoint_check import check_checkpoint
 from bench.models.attention import AttentionObserver, CachedSelfAttention, MaskedSelfAttention
@@ -44,6 +45,10 @@ class ModelConfig:
     def check_inputs(self, dtype: str, timelines: list[list[tuple[float, str]]]) -> None:
         """Checks of what a run feeds this backbone, before any work: the compute dtype and
         every prompt timeline ([(start second, text)]). Nothing is refused by default."""
+
+    def video_frames(self, frames: int) -> int:
+        """Output video frames that ``frames`` model frames decode to (pixel-space backbones: as many)."""
+        return frames
 
     def checkpoint_state(self) -> dict[str, torch.Tensor] | None:
         """The tensors a checkpoint must hold exactly (names, shapes, dtypes), for checking its
@@ -110,7 +115,8 @@ class Backbone(nn.Module, ABC):
         (k, v) of shape [B, H, F * tokens_per_frame, D] with keys spatially rotated only.
         """
         attend = CachedSelfAttention(views, self.rope, self.geometry.tokens_per_frame, return_kv, observer)
-        return self.velocity(x, t, self._run(x, t, context, attend)).to(x.dtype), attend.kv
+        with record_function("forcebench.forward"):  # a label for profilers; free otherwise
+            return self.velocity(x, t, self._run(x, t, context, attend)).to(x.dtype), attend.kv
 
     def forward_sequence(
         self, x: torch.Tensor, t: torch.Tensor, context: Any, frame_pos: torch.Tensor, mask: torch.Tensor,

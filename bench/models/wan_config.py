@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.models.base import ModelConfig, transformer_geometry
-from bench.models.wan_io import EmbeddingsFile, Umt5Encoder, WanVae
+from bench.models.wan_io import VIDEO_FRAMES_PER_LATENT, EmbeddingsFile, Umt5Encoder, WanVae
 from core.errors import require
 from core.geometry import Geometry
 from core.paths import existing_path
@@ -76,6 +76,10 @@ class WanConfig(ModelConfig):
     def geometry(self) -> Geometry:
         tokens = (self.latent_height // self.patch) * (self.latent_width // self.patch)
         return transformer_geometry(self, (self.latent_channels, self.latent_height, self.latent_width), tokens)
+
+    def video_frames(self, frames: int) -> int:
+        """The Wan VAE decodes T latent frames to 1 + 4 (T - 1) video frames (16 fps)."""
+        return 1 + VIDEO_FRAMES_PER_LATENT * (frames - 1) if frames > 0 else 0
 
     def check(self) -> None:
         """Every configured file must exist (a checkpoint may be a file or a diffusers folder)."""

@@ -18,7 +18,7 @@ A finished run (status ``ok``)::
 A failed run: ``{"status": "failed: <why>", "message": ..., "run", "method", "prompt_id",
 "seed"}`` with no durations. Fields run.py writes that no report reads (``frames_generated``,
 ``rounding``, ``metrics_version``, ``metrics_unavailable``, ``encoders``,
-``latency_includes``, a duration's ``scoring``) are not part of this schema.
+``timing``, a duration's ``scoring``) are not part of this schema.
 
 Older key, read in this one place: a duration without ``seconds_requested`` takes its
 ``seconds`` as the requested duration (and as the generated one). run.py has always written
@@ -32,18 +32,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from metrics.system import SYSTEM_DIRECTIONS
+
 IDENTITY_FIELDS = ("run", "method", "prompt_id", "seed")  # of every summary, finished or failed
 FINISHED_FIELDS = (*IDENTITY_FIELDS, "durations")  # of a finished (status ok) run
 # A duration's keys that are not system numbers (those are every other numeric key).
 DURATION_KEYS = ("seconds_requested", "seconds", "frames", "chunks", "metrics", "scoring")
-# The system numbers of metrics/system.py (a value of one that is not a number is rejected) and
-# their directions (higher is better), for runs written before metrics.csv existed.
-SYSTEM_DIRECTIONS = {"fps": True, "latency_mean_s": False, "latency_p50_s": False, "latency_p95_s": False,
-                     "first_chunk_latency_s": False, "kv_bytes": False, "kv_mib": False,
-                     "tokens_per_head_mean": False, "tokens_per_head_max": False, "tokens_total": False,
-                     "peak_memory_bytes": False}
-
-
 class SummaryError(ValueError):
     """A JSON value that is not a run summary; the message says why, in one line."""
 

@@ -36,7 +36,7 @@ from methods.base import (
     LayerStore,
 )
 from methods.bounded import BudgetConfig, check_absolute_fits, repacked_positions
-from methods.head_forcing.memory import Episode, EpisodicMemory
+from methods.head_forcing.memory import EpisodeTable, EpisodicMemory
 from methods.roles import TOY_ROLE_MAP, existing_role_map, load_role_map
 
 ROLE_MODES = ("profiled", "all_local", "all_anchor", "all_memory", "shuffled")
@@ -140,60 +140,92 @@ class HeadForcing(CacheMethod):
 
     def reset(self) -> None:
         super().reset()
-        g = self.geometry
-        self.roles = self.config.load_roles(g)
-        self.alloc = self.config.allocate(g, self.roles)
+        g, c = self.geometry, self.config
+        self.roles = c.load_roles(g)
+        self.alloc = c.allocate(g, self.roles)
         self.capacity = self.alloc.episodes
-        self.memory = EpisodicMemory(self.capacity, self.config.episode_threshold, self.config.episode_max_frames)
-        self.episodes: dict[tuple[int, int], list[tuple[int, int, bool]]] = {}  # (layer, head) -> metadata
+        self.role_of = [{r: torch.tensor(self.roles[layer] == r, device=self.device) for r in ("local", "anchor", "memory")}
+                        for layer in range(g.layers)]  # per layer: role -> [H] bool
+        # Every memory head of every layer in one table, layer after layer (rows of the table).
+        layer_of, head_of = np.nonzero(self.roles == "memory")
+        self.memory_rows = torch.from_numpy(layer_of).to(self.device), torch.from_numpy(head_of).to(self.device)
+        self.table = None
+        if c.episodic and len(layer_of):
+            rule = EpisodicMemory(self.capacity, c.episode_threshold, c.episode_max_frames)
+            self.table = EpisodeTable(rule, len(layer_of), self.batch, g.tokens_per_frame, g.head_dim,
+                                      self.dtype, self.device)
         self._recache: list[int] = []
 
     def heads_with(self, layer: int, *roles: str) -> torch.Tensor:
         return torch.tensor([r in roles for r in self.roles[layer]])
 
+    def memory_window(self) -> int:
+        """Raw frames a memory head keeps (without episodic memory, its episodes' budget too)."""
+        a = self.alloc
+        return a.memory_window_frames if self.config.episodic else a.memory_window_frames + self.capacity
+
+    def write(self, kv: list[tuple[torch.Tensor, torch.Tensor]], chunk_start: int) -> None:
+        """Store the chunk in every layer, compress the frames that left the memory heads'
+        windows (all layers at once), then prune each layer and put its episodes back."""
+        frame, spatial = self.chunk_entries(chunk_start)
+        self.frames_written = chunk_start + self.geometry.frames_per_chunk
+        for store, (k, v) in zip(self.layers, kv):
+            store.append(k.to(self.dtype), v.to(self.dtype), frame, spatial)
+        if self.table is not None:
+            self._compress(self.frames_written - self.memory_window())
+        for layer, store in enumerate(self.layers):
+            self.evict(layer, store)
+        if self.table is not None:
+            self._restore_episodes()
+
     def evict(self, layer: int, store: LayerStore) -> None:
+        """Keep each head's entries by its role; memory heads' episode entries are dropped here and
+        written back from the episode table (``_restore_episodes``)."""
         c, a, now = self.config, self.alloc, self.frames_written
-        window = a.memory_window_frames if c.episodic else a.memory_window_frames + self.capacity
-        if c.episodic:
-            for h in np.flatnonzero(self.roles[layer] == "memory"):
-                self._compress(layer, int(h), store, now - window)
-        role = np.array(self.roles[layer])[store.head.cpu().numpy()]  # role of every entry
-        is_local, is_anchor, is_memory = (torch.from_numpy(role == r) for r in ("local", "anchor", "memory"))
-        raw = store.kind != KIND_MERGED
-        sink = is_anchor & (store.frame < c.anchor_sink_frames)
+        role = {r: heads[store.head] for r, heads in self.role_of[layer].items()}  # role of every entry
+        sink = role["anchor"] & (store.frame < c.anchor_sink_frames)
         store.kind[sink] = KIND_SINK
-        keep = is_local & (store.frame >= now - a.local_frames)
-        keep |= is_anchor & (sink | (store.frame >= now - a.anchor_window_frames))
-        keep |= is_memory & (~raw | (store.frame >= now - window))
+        keep = role["local"] & (store.frame >= now - a.local_frames)
+        keep |= role["anchor"] & (sink | (store.frame >= now - a.anchor_window_frames))
+        keep |= role["memory"] & (store.kind == KIND_RAW) & (store.frame >= now - self.memory_window())
         store.keep(keep)
 
-    def _frame_entries(self, store: LayerStore, head: int, frame: int, kind: int) -> torch.Tensor:
-        idx = ((store.head == head) & (store.frame == frame) & (store.kind == kind)).nonzero().flatten()
-        return idx[torch.argsort(store.spatial[idx])]
-
-    def _compress(self, layer: int, head: int, store: LayerStore, window_start: int) -> None:
-        """Move head ``head``'s raw frames older than ``window_start`` into its episodes."""
-        old = (store.head == head) & (store.kind == KIND_RAW) & (store.frame < window_start)
-        frames = torch.unique(store.frame[old]).tolist()
-        if not frames:
+    def _compress(self, window_start: int) -> None:
+        """Move the memory heads' raw frames older than ``window_start`` into the episode table:
+        the same frames of every memory head, oldest first."""
+        layer_of, _ = self.memory_rows
+        k_old, v_old, frames = [], [], None
+        for layer, store in enumerate(self.layers):
+            heads = int((layer_of == layer).sum())
+            if not heads:
+                continue
+            old = self.role_of[layer]["memory"][store.head] & (store.kind == KIND_RAW) & (store.frame < window_start)
+            index = old.nonzero().flatten()  # head after head, frames in time order, positions in order
+            frames = torch.unique(store.frame[index]) if frames is None else frames
+            if not frames.numel():
+                return
+            shape = (store.k.shape[0], heads, frames.numel(), self.geometry.tokens_per_frame, store.k.shape[-1])
+            if index.numel() != heads * frames.numel() * shape[3]:
+                raise RuntimeError(f"layer {layer}: memory heads hold different old frames")
+            k_old.append(store.k[:, index].view(shape))
+            v_old.append(store.v[:, index].view(shape))
+        if frames is None:
             return
-        episodes = []
-        for first, count, is_open in self.episodes.get((layer, head), []):
-            idx = self._frame_entries(store, head, first, KIND_MERGED)
-            episodes.append(Episode(first, store.k[:, idx], store.v[:, idx], store.weight[idx], count, is_open))
-        for f in frames:
-            idx = self._frame_entries(store, head, f, KIND_RAW)
-            episodes = self.memory.add_frame(episodes, f, store.k[:, idx], store.v[:, idx])
-        self.episodes[(layer, head)] = [(e.first_frame, e.frames, e.open) for e in episodes]
-        store.keep(~(old | ((store.head == head) & (store.kind == KIND_MERGED))))
-        for e in episodes:
-            H = store.heads
-            k = torch.zeros(e.k.shape[0], H, *e.k.shape[1:], dtype=store.k.dtype)
-            v = torch.zeros_like(k)
-            k[:, head], v[:, head] = e.k, e.v
-            n = e.k.shape[1]
-            store.append(k, v, torch.full((n,), e.first_frame), torch.arange(n), kind=KIND_MERGED,
-                         heads=torch.arange(H) == head, weight=e.weight)
+        k_old = torch.cat(k_old, dim=1).permute(1, 2, 0, 3, 4)  # [M, frames, B, P, D]
+        v_old = torch.cat(v_old, dim=1).permute(1, 2, 0, 3, 4)
+        for j, f in enumerate(frames.tolist()):
+            self.table.add_frame(f, k_old[:, j], v_old[:, j])
+
+    def _restore_episodes(self) -> None:
+        """Append every layer's episodes (from the table) after its memory heads' windows."""
+        k, v, weight, first, spatial, row = self.table.entries()
+        layer_of, head_of = self.memory_rows
+        entry_layer = layer_of[row]
+        for layer, store in enumerate(self.layers):
+            mine = entry_layer == layer
+            if bool(mine.any()):
+                store.extend(k[:, mine], v[:, mine], first[mine], spatial[mine], head_of[row[mine]], KIND_MERGED,
+                             weight[mine])
 
     def positions(self, layer, store, chunk_start):
         if self.config.rope_reencode:

@@ -110,3 +110,23 @@ def test_unknown_backend_is_a_clear_error(monkeypatch):
     q, ks, vs, cache, q_pos = make_case([1, 1], dtype=torch.float32)
     with pytest.raises(ValueError, match="FORCEBENCH_ATTENTION='cuda-magic' is unknown; allowed: auto, reference"):
         attention(q, ks, vs, q_pos, cache, Rope3D(16))
+
+
+def test_groups_of_equal_length_are_computed_once_per_view_and_match_each_head_alone():
+    """Heads grouped by length give each head exactly what the head alone gives; what a view's
+    attention calls share (rotated keys, groups) is derived once per view."""
+    q, ks, vs, cache, q_pos = make_case([7, 3, 7, 0, 3], dtype=torch.float32)
+    rope = Rope3D(16, theta=100.0, max_positions=64)
+    out, mass = ragged_attention_reference(q, ks, vs, q_pos, cache, rope, return_mass=True)
+    for h in range(5):
+        sl = cache.head_slice(h)
+        alone = RaggedKV(cache.k[:, sl], cache.v[:, sl], cache.pos[sl], torch.tensor([0, sl.stop - sl.start]),
+                         cache.q_pos[h:h + 1])
+        o, m = ragged_attention_reference(q[:, h:h + 1], ks[:, h:h + 1], vs[:, h:h + 1], q_pos[h:h + 1], alone, rope,
+                                          return_mass=True)
+        assert torch.equal(out[:, h:h + 1], o)
+        torch.testing.assert_close(mass[sl], m, rtol=1e-6, atol=0)  # summed over a batch of 2: order may differ
+    groups = cache.derived(("reference", rope, torch.float32), lambda: pytest.fail("derived twice"))
+    assert [(g.length, g.heads.tolist()) for g in groups] == [(0, [3]), (3, [1, 4]), (7, [0, 2])]
+    again, _ = ragged_attention_reference(q, ks, vs, q_pos, cache, rope)
+    assert torch.equal(again, out)

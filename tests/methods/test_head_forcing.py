@@ -15,7 +15,7 @@ from bench.tools.profile import ProfileConfig, profile_heads, role_map_json, wri
 from core.errors import ConfigError
 from methods import build_method
 from methods.base import KIND_MERGED, KIND_SINK
-from methods.head_forcing.memory import Episode, EpisodicMemory, merge
+from methods.head_forcing.memory import EpisodeTable, EpisodicMemory
 from methods.roles import RoleThresholds, agreement, classify, counts
 
 
@@ -31,39 +31,95 @@ def test_role_classification_on_synthetic_statistics():
     assert agreement(roles, np.array([["anchor", "memory", "memory"]])) == pytest.approx(2 / 3)
 
 
-def episode(frame, k, weight=None):
-    w = torch.ones(k.shape[1]) if weight is None else weight
-    return Episode(frame, k, k * 2, w)
+def table(capacity, threshold, max_frames=100, heads=1, tokens=4, dim=8):
+    return EpisodeTable(EpisodicMemory(capacity, threshold, max_frames), heads, 1, tokens, dim, torch.float32)
 
 
-def test_merge_preserves_weight_and_gives_weighted_means():
-    a = episode(0, torch.full((1, 4, 2), 1.0), torch.full((4,), 3.0))
-    b = episode(5, torch.full((1, 4, 2), 5.0))
-    m = merge(a, b)
-    assert torch.equal(m.weight, torch.full((4,), 4.0))
-    torch.testing.assert_close(m.k, torch.full((1, 4, 2), (3 * 1.0 + 5.0) / 4))
-    torch.testing.assert_close(m.v, torch.full((1, 4, 2), (3 * 2.0 + 10.0) / 4))
-    assert m.first_frame == 0 and m.frames == 2
+def test_joining_a_frame_gives_weighted_means_and_adds_weight():
+    t = table(capacity=2, threshold=2.0)  # every frame joins the open episode (distance <= 2)
+    t.add_frame(0, torch.full((1, 1, 4, 8), 1.0), torch.full((1, 1, 4, 8), 2.0))
+    for f in (1, 2):
+        t.add_frame(f, torch.full((1, 1, 4, 8), 4.0), torch.full((1, 1, 4, 8), 8.0))
+    k, v, weight, first, spatial, head = t.entries()
+    assert torch.equal(weight, torch.full((4,), 3.0)) and first.tolist() == [0] * 4
+    torch.testing.assert_close(k, torch.full((1, 4, 8), (1.0 + 4.0 + 4.0) / 3))
+    torch.testing.assert_close(v, torch.full((1, 4, 8), (2.0 + 8.0 + 8.0) / 3))
+    assert spatial.tolist() == [0, 1, 2, 3] and head.tolist() == [0] * 4 and t.frames[0, 0] == 3
+
+
+def reference_episodes(frames, capacity, threshold, max_frames):
+    """The rule written per head with one Python object per episode: [first, frames, open, k, v, w]."""
+    def mean_key(e):
+        w = e[5][None, :, None]
+        return ((e[3] * w).sum(1) / w.sum(1)).flatten()
+
+    def similar(a, b):
+        return float(torch.nn.functional.cosine_similarity(mean_key(a), mean_key(b), dim=0))
+
+    def merge(a, b):
+        wa, wb = a[5][None, :, None], b[5][None, :, None]
+        return [a[0], a[1] + b[1], a[2] or b[2], (a[3] * wa + b[3] * wb) / (wa + wb), (a[4] * wa + b[4] * wb) / (wa + wb),
+                a[5] + b[5]]
+
+    episodes = []
+    for f, (k, v) in enumerate(frames):
+        new = [f, 1, True, k, v, torch.ones(k.shape[1])]
+        last = episodes[-1] if episodes else None
+        if last and last[2] and last[1] < max_frames and 1 - similar(last, new) <= threshold:
+            episodes[-1] = merge(last, new)
+        else:
+            if last:
+                last[2] = False
+            episodes.append(new)
+        while len(episodes) > capacity:
+            sims = [similar(a, b) for a, b in zip(episodes, episodes[1:])]
+            i = max(range(len(sims)), key=sims.__getitem__)
+            episodes[i:i + 2] = [merge(episodes[i], episodes[i + 1])]
+    return episodes
+
+
+def test_the_table_runs_the_rule_of_each_head_exactly():
+    """Three heads with different scene changes, compressed together, equal the per-head rule."""
+    g = torch.Generator().manual_seed(0)
+    scenes = torch.randn(3, 6, 1, 4, 8, generator=g)
+    change = [(0, 3, 6, 9, 12, 15), (0, 2, 4, 8, 13, 16), (0, 6, 7, 8, 9, 17)]  # frames where a head's scene changes
+    frames = torch.zeros(3, 18, 1, 4, 8)
+    for h in range(3):
+        for f in range(18):
+            scene = sum(f >= c for c in change[h]) - 1
+            frames[h, f] = scenes[h, scene] + 0.01 * torch.randn(1, 4, 8, generator=g)
+    t = table(capacity=3, threshold=0.1, max_frames=4, heads=3)
+    for f in range(18):
+        t.add_frame(f, frames[:, f], 2 * frames[:, f])
+        assert bool((t.count <= 3).all())
+    k, v, weight, first, spatial, head = t.entries()
+    for h in range(3):
+        expected = reference_episodes([(frames[h, f], 2 * frames[h, f]) for f in range(18)], 3, 0.1, 4)
+        mine = head == h
+        assert first[mine][::4].tolist() == [e[0] for e in expected]
+        assert t.frames[h, :len(expected)].tolist() == [e[1] for e in expected]
+        torch.testing.assert_close(k[:, mine], torch.cat([e[3] for e in expected], dim=1), rtol=0, atol=1e-6)
+        torch.testing.assert_close(v[:, mine], torch.cat([e[4] for e in expected], dim=1), rtol=0, atol=1e-6)
+        assert torch.equal(weight[mine], torch.cat([e[5] for e in expected]))
+    assert float(weight.sum()) == 3 * 18 * 4  # nothing is lost
 
 
 def test_episodes_close_on_change_and_stay_bounded():
-    mem = EpisodicMemory(capacity=3, threshold=0.1, max_frames=100)
     g = torch.Generator().manual_seed(0)
-    scenes = [torch.randn(1, 4, 8, generator=g) for _ in range(6)]
-    episodes = []
-    total_frames = 0
-    for scene in scenes:  # each scene lasts 3 frames of nearly identical content
-        for _ in range(3):
-            episodes = mem.add_frame(episodes, total_frames, scene + 0.01 * torch.randn(1, 4, 8, generator=g), scene)
-            total_frames += 1
-            assert len(episodes) <= 3
-    assert sum(float(e.weight.sum()) for e in episodes) == total_frames * 4  # nothing is lost
-    assert [e.first_frame for e in episodes] == sorted(e.first_frame for e in episodes)
-    small = EpisodicMemory(capacity=10, threshold=0.1, max_frames=100)
-    eps = []
+    scenes = [torch.randn(1, 1, 4, 8, generator=g) for _ in range(6)]
+    bounded = table(capacity=3, threshold=0.1)
+    for f in range(18):  # each scene lasts 3 frames of nearly identical content
+        bounded.add_frame(f, scenes[f // 3] + 0.01 * torch.randn(1, 1, 4, 8, generator=g), scenes[f // 3])
+        assert int(bounded.count[0]) <= 3
+    _, _, weight, first, _, _ = bounded.entries()
+    assert float(weight.sum()) == 18 * 4 and first.tolist() == sorted(first.tolist())
+    roomy = table(capacity=10, threshold=0.1)
     for f in range(6):
-        eps = small.add_frame(eps, f, scenes[f // 3], scenes[f // 3])
-    assert [e.frames for e in eps] == [3, 3]  # one episode per scene
+        roomy.add_frame(f, scenes[f // 3], scenes[f // 3])
+    assert roomy.frames[0, :int(roomy.count[0])].tolist() == [3, 3]  # one episode per scene
+    none = table(capacity=0, threshold=0.1)
+    none.add_frame(0, scenes[0], scenes[0])
+    assert none.entries()[0].shape[1] == 0  # no memory at all
 
 
 def test_head_forcing_invariants(tiny_model, role_map_file):

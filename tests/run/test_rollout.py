@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.rollout import generate
+from bench.rollout import generate, rollout_chunks
 from bench.sampler import FlowSampler
 from core.timeline import prompt_starts
 from methods import build_method
@@ -55,3 +55,24 @@ def test_prompt_switch_replaces_context_and_notifies_method(tiny_model):
 def test_frame_count_must_be_whole_chunks(tiny_model):
     with pytest.raises(ValueError, match="num_frames=10 must be a multiple of frames_per_chunk=3"):
         generate(tiny_model, build_method(FullConfig(), tiny_model.geometry), PROMPT, 10, 0, FlowSampler())
+
+
+def test_chunk_records_split_the_time_and_rollout_chunks_interleave(tiny_model):
+    """Each record says what its time holds (the method's share inside the DiT time; decoding and
+    prompt encoding beside it), and two rollouts advanced in turns equal rollouts run alone."""
+    g, sampler = tiny_model.geometry, FlowSampler(steps=2, kind="renoise")
+    timeline = [(0.0, "red ball"), (2.0, "yellow ball")]  # the second prompt starts at chunk 3
+    alone = [generate(tiny_model, build_method(c, g), timeline, 15, seed=3, sampler=sampler)
+             for c in (FullConfig(), SinkConfig(sink_frames=1, budget_frames=4))]
+    runs = [rollout_chunks(tiny_model, build_method(c, g), timeline, 15, 3, sampler)
+            for c in (FullConfig(), SinkConfig(sink_frames=1, budget_frames=4))]
+    turns = [[], []]
+    for _ in range(5):
+        for i in (1, 0):
+            turns[i].append(next(runs[i]))
+    for rollout, mine in zip(alone, turns):
+        assert torch.equal(rollout.frames, torch.cat([video for _, video in mine]))
+        for record, _ in mine:
+            assert 0 < record.method_s < record.wall_s and record.decode_s > 0
+            assert (record.encode_s > 0) == (record.index in (0, 3))
+        assert rollout.prompt_encode_s == [r.encode_s for r in rollout.chunks if r.encode_s > 0]
