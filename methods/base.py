@@ -108,6 +108,23 @@ class LayerStore:
         self.score = torch.cat((self.score, torch.zeros(head.numel(), device=dev)))
         self._take(torch.argsort(self.head, stable=True))
 
+    def keep_and_extend(self, mask: torch.Tensor, k: torch.Tensor, v: torch.Tensor, frame: torch.Tensor,
+                        spatial: torch.Tensor, head: torch.Tensor, kind: int, weight: torch.Tensor) -> None:
+        """``keep(mask)`` then ``extend(...)`` (same arguments), gathering every field once."""
+        kept = mask.nonzero().flatten()
+        n = head.numel()
+        order = torch.argsort(torch.cat((self.head[kept], head.to(self.head.device))), stable=True)
+        source = torch.cat((kept, len(self) + torch.arange(n, device=kept.device)))[order]
+        dev = self.frame.device
+        new = {"k": k, "v": v, "frame": frame.to(dev), "spatial": spatial.to(dev), "head": head.to(dev),
+               "kind": torch.full((n,), kind, dtype=torch.int8, device=dev), "weight": weight.float().to(dev),
+               "score": torch.zeros(n, device=dev)}
+        for name, value in new.items():
+            dim = 1 if name in ("k", "v") else 0
+            setattr(self, name, torch.cat((getattr(self, name), value), dim=dim).index_select(dim, source))
+        counts = torch.bincount(self.head.cpu(), minlength=self.heads)
+        self.offsets = torch.cat((torch.zeros(1, dtype=torch.long), counts.cumsum(0)))
+
     def keep(self, mask: torch.Tensor) -> None:
         """Drop every entry where ``mask`` [N] is False."""
         if bool(mask.all()):

@@ -8,7 +8,7 @@ at a time, the order rotating every round (A B C, B C A, C A B, ...): whatever e
 does at some moment lands on every method, not on whichever happened to run then. Chunks after
 ``warmup_seconds`` (caches full) are the samples: p50 / p95 / spread per method, the method's
 share of the chunk (``ChunkRecord.method_s``: views, write, re-cache bookkeeping) and the ratio
-to sliding_window. The pass runs twice: on the idle machine and with ``load`` busy processes
+to sliding_window (the median over chunks of chunk i against the window's chunk i, timed moments apart). The pass runs twice: on the idle machine and with ``load`` busy processes
 competing for the cores; the rankings of the two passes are compared (Kendall's tau and every
 pair that swaps). A third, profiled pass (torch.profiler, ``profile_seconds`` per method, one
 method after another) splits a chunk into the backbone's forward without attention, attention,
@@ -137,9 +137,10 @@ def summarise_pass(records: dict[str, list[ChunkRecord]], warmup_frames: int) ->
         wall = np.array([c.wall_s for c in steady])
         out[name] = {**Latency.of(wall).as_dict(), "method_share": float(sum(c.method_s for c in steady) / wall.sum()),
                      "kv_bytes": chunks[-1].kv_bytes}
-    reference = out.get("sliding_window")
-    for row in out.values():
-        row["vs_window"] = row["p50_s"] / reference["p50_s"] if reference else None
+    window = records.get("sliding_window")
+    for name, row in out.items():  # chunk i of a method against chunk i of the window, run moments apart
+        row["vs_window"] = None if window is None else float(np.median(
+            [c.wall_s / w.wall_s for c, w in zip(records[name], window) if c.frame_start >= warmup_frames]))
     return out
 
 

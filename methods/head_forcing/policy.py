@@ -40,6 +40,7 @@ from methods.head_forcing.memory import EpisodeTable, EpisodicMemory
 from methods.roles import TOY_ROLE_MAP, existing_role_map, load_role_map
 
 ROLE_MODES = ("profiled", "all_local", "all_anchor", "all_memory", "shuffled")
+ROLE_CODES = {"local": 0, "anchor": 1, "memory": 2}  # a head's role as a number, for tensor masks
 
 
 @dataclass(frozen=True)
@@ -144,8 +145,8 @@ class HeadForcing(CacheMethod):
         self.roles = c.load_roles(g)
         self.alloc = c.allocate(g, self.roles)
         self.capacity = self.alloc.episodes
-        self.role_of = [{r: torch.tensor(self.roles[layer] == r, device=self.device) for r in ("local", "anchor", "memory")}
-                        for layer in range(g.layers)]  # per layer: role -> [H] bool
+        self.role_code = [torch.tensor([ROLE_CODES[r] for r in self.roles[layer]], device=self.device)
+                          for layer in range(g.layers)]  # per layer: [H] role codes
         # Every memory head of every layer in one table, layer after layer (rows of the table).
         layer_of, head_of = np.nonzero(self.roles == "memory")
         self.memory_rows = torch.from_numpy(layer_of).to(self.device), torch.from_numpy(head_of).to(self.device)
@@ -171,24 +172,34 @@ class HeadForcing(CacheMethod):
         self.frames_written = chunk_start + self.geometry.frames_per_chunk
         for store, (k, v) in zip(self.layers, kv):
             store.append(k.to(self.dtype), v.to(self.dtype), frame, spatial)
-        if self.table is not None:
-            self._compress(self.frames_written - self.memory_window())
-        for layer, store in enumerate(self.layers):
-            self.evict(layer, store)
-        if self.table is not None:
-            self._restore_episodes()
+        if self.table is None:
+            for layer, store in enumerate(self.layers):
+                self.evict(layer, store)
+            return
+        self._compress(self.frames_written - self.memory_window())
+        k, v, weight, first, spatial, row = self.table.entries()
+        layer_of, head_of = self.memory_rows
+        entry_layer = layer_of[row]
+        for layer, store in enumerate(self.layers):  # episodes go after each memory head's window
+            mine = entry_layer == layer
+            store.keep_and_extend(self._keep(layer, store), k[:, mine], v[:, mine], first[mine], spatial[mine],
+                                  head_of[row[mine]], KIND_MERGED, weight[mine])
 
     def evict(self, layer: int, store: LayerStore) -> None:
-        """Keep each head's entries by its role; memory heads' episode entries are dropped here and
-        written back from the episode table (``_restore_episodes``)."""
+        store.keep(self._keep(layer, store))
+
+    def _keep(self, layer: int, store: LayerStore) -> torch.Tensor:
+        """Which entries [N] stay by their head's role (marking the anchor heads' sink frames); memory
+        heads' episode entries do not: they are written back from the episode table."""
         c, a, now = self.config, self.alloc, self.frames_written
-        role = {r: heads[store.head] for r, heads in self.role_of[layer].items()}  # role of every entry
-        sink = role["anchor"] & (store.frame < c.anchor_sink_frames)
+        role = self.role_code[layer][store.head]  # role of every entry
+        local, anchor, memory = (role == ROLE_CODES[r] for r in ("local", "anchor", "memory"))
+        sink = anchor & (store.frame < c.anchor_sink_frames)
         store.kind[sink] = KIND_SINK
-        keep = role["local"] & (store.frame >= now - a.local_frames)
-        keep |= role["anchor"] & (sink | (store.frame >= now - a.anchor_window_frames))
-        keep |= role["memory"] & (store.kind == KIND_RAW) & (store.frame >= now - self.memory_window())
-        store.keep(keep)
+        keep = local & (store.frame >= now - a.local_frames)
+        keep |= anchor & (sink | (store.frame >= now - a.anchor_window_frames))
+        keep |= memory & (store.kind == KIND_RAW) & (store.frame >= now - self.memory_window())
+        return keep
 
     def _compress(self, window_start: int) -> None:
         """Move the memory heads' raw frames older than ``window_start`` into the episode table:
@@ -199,7 +210,7 @@ class HeadForcing(CacheMethod):
             heads = int((layer_of == layer).sum())
             if not heads:
                 continue
-            old = self.role_of[layer]["memory"][store.head] & (store.kind == KIND_RAW) & (store.frame < window_start)
+            old = (self.role_code[layer][store.head] == ROLE_CODES["memory"]) & (store.kind == KIND_RAW) & (store.frame < window_start)
             index = old.nonzero().flatten()  # head after head, frames in time order, positions in order
             frames = torch.unique(store.frame[index]) if frames is None else frames
             if not frames.numel():
@@ -215,17 +226,6 @@ class HeadForcing(CacheMethod):
         v_old = torch.cat(v_old, dim=1).permute(1, 2, 0, 3, 4)
         for j, f in enumerate(frames.tolist()):
             self.table.add_frame(f, k_old[:, j], v_old[:, j])
-
-    def _restore_episodes(self) -> None:
-        """Append every layer's episodes (from the table) after its memory heads' windows."""
-        k, v, weight, first, spatial, row = self.table.entries()
-        layer_of, head_of = self.memory_rows
-        entry_layer = layer_of[row]
-        for layer, store in enumerate(self.layers):
-            mine = entry_layer == layer
-            if bool(mine.any()):
-                store.extend(k[:, mine], v[:, mine], first[mine], spatial[mine], head_of[row[mine]], KIND_MERGED,
-                             weight[mine])
 
     def positions(self, layer, store, chunk_start):
         if self.config.rope_reencode:
