@@ -17,20 +17,22 @@ def write_run(root: Path, method: str, prompt: str, seed: int, durations: tuple[
               segments: str | None = "palette_fidelity") -> Path:
     """One run directory of ``method`` on (``prompt``, ``seed``); ``values(seconds)`` gives the
     whole-prefix values (system keys latency_mean_s and kv_bytes go to the summary too when
-    present). ``segments``: a key that also gets 5 s segment rows rising by 0.01 a segment."""
+    present; latency_p50_s and latency_spread only there). ``segments``: a key that also gets 5 s segment rows rising by 0.01 a segment."""
     name = name or f"toy__{method}__{prompt}__s{seed}__{zlib.crc32(f'{method}|{prompt}|{seed}'.encode()):08x}"
     run_dir = root / name
     run_dir.mkdir(parents=True)
     summary_durations, rows = [], []
     for seconds in durations:
         v = values(seconds)
-        system = {k: v[k] for k in ("latency_mean_s",) if k in v}
+        system = {k: v[k] for k in ("latency_mean_s", "latency_p50_s", "latency_spread") if k in v}
         if "kv_bytes" in v:
             system.update(kv_bytes=int(v["kv_bytes"]), kv_mib=v["kv_bytes"] / 2**20)
         summary_durations.append({"seconds_requested": seconds, "frames": int(4 * seconds), "seconds": seconds,
                                   "fps": 40.0, **system, "metrics": v})
         common = {"run": name, "seconds": seconds, "frames": int(4 * seconds), "version": "v1", "status": "ok"}
         for key, value in v.items():
+            if key in ("latency_p50_s", "latency_spread"):  # system numbers: in the summary only
+                continue
             rows.append({**common, "metric": key, "name": key, "encoder": "", "family": "f",
                          "higher_is_better": directions[key], "segment": -1, "start_s": "nan", "end_s": "nan",
                          "value": value})

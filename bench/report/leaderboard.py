@@ -45,6 +45,7 @@ from bench.report.validity import (
     resolve_references,
 )
 from core.errors import require
+from core.timing import NOISY_SPREAD
 from core.files import atomic_write_bytes, atomic_write_text
 from core.paths import REPO_DIR
 
@@ -54,12 +55,15 @@ DEFAULT_METRICS = (
     "clip_first_frame[toy-clip]", "clip_first_frame[clip-vit-b32]",
     "subject_consistency[toy-clip]", "subject_consistency[dino-vitb16]",
     "drift[toy-clip-text]", "drift[clip-vit-b32-text]",
-    "latency_mean_s", "kv_bytes", "peak_memory_bytes",
+    "latency_p50_s", "kv_bytes", "peak_memory_bytes",
 )
 # Always summarised (the plots need them) even when not shown in the tables.
-PLOT_KEYS = ("latency_mean_s", "kv_bytes")
+PLOT_KEYS = ("latency_p50_s", "kv_bytes")
+# A latency cell's ``noisy``: the share of its runs whose own chunks disagreed (latency_spread over
+# core.timing.NOISY_SPREAD), i.e. timed under changing load; the cell is flagged when any did.
+LATENCY_KEYS = ("latency_mean_s", "latency_p50_s", "latency_p95_s")
 BOARD_COLUMNS = ["method", "control", "seconds", "metric", "label", "higher_is_better", "videos", "mean", "ci_low",
-                 "ci_high", "best", "baseline", "pairs", "diff_mean", "diff_low", "diff_high", "diff_mdd"]
+                 "ci_high", "best", "baseline", "pairs", "diff_mean", "diff_low", "diff_high", "diff_mdd", "noisy"]
 
 
 def cell_rng(seed: int, *parts: object) -> np.random.Generator:
@@ -73,6 +77,9 @@ def build_board(runs: Runs, metrics: list[str], baseline: str | None, resamples:
     the paired difference to ``baseline`` (NaN for the baseline itself or without one)."""
     controls = set(runs.controls())
     rows = []
+    spread = (per_video(runs, "latency_spread") if "latency_spread" in runs.videos else  # absent in older runs
+              pd.DataFrame(columns=["method", "prompt", "seed", "seconds", "value"]))
+    spread = spread.set_index(["method", "prompt", "seed", "seconds"])["value"]
     for key in metrics:
         vids = per_video(runs, key)
         direction = runs.directions.get(key)
@@ -82,7 +89,10 @@ def build_board(runs: Runs, metrics: list[str], baseline: str | None, resamples:
             row = {"method": method, "control": method in controls, "seconds": float(seconds), "metric": key,
                    "label": label_of(key), "higher_is_better": direction, "videos": len(grp), "mean": mean,
                    "ci_low": lo, "ci_high": hi, "baseline": baseline or "", "pairs": 0,
-                   "diff_mean": np.nan, "diff_low": np.nan, "diff_high": np.nan, "diff_mdd": np.nan}
+                   "diff_mean": np.nan, "diff_low": np.nan, "diff_high": np.nan, "diff_mdd": np.nan, "noisy": np.nan}
+            if key in LATENCY_KEYS:
+                own = spread.reindex(pd.MultiIndex.from_frame(grp[["method", "prompt", "seed", "seconds"]]))
+                row["noisy"] = float((own > NOISY_SPREAD).mean()) if own.notna().any() else np.nan
             if baseline is not None and method != baseline:
                 diff = paired_differences(grp.set_index(["prompt", "seed", "seconds"])["value"], base)
                 row["pairs"] = len(diff)

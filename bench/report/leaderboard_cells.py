@@ -111,9 +111,10 @@ def wide(board: pd.DataFrame, seconds: float, metrics: list[str], paired: bool,
                                                         sub.diff_mdd)]
         else:
             d = decimals([*column["mean"], *column.ci_low, *column.ci_high])
-            cells[name] = [(f"{fmt(m, d)} [{fmt(lo, d)}, {fmt(hi, d)}]" + (f" (n={n})" if n < most.iloc[i] else ""))
-                           if n > 0 else "-"
-                           for i, (m, lo, hi, n) in enumerate(zip(sub["mean"], sub.ci_low, sub.ci_high, videos))]
+            noisy = sub["noisy"].fillna(0) if "noisy" in sub else pd.Series(0.0, index=sub.index)
+            cells[name] = [(f"{fmt(m, d)} [{fmt(lo, d)}, {fmt(hi, d)}]" + (f" (n={n})" if n < most.iloc[i] else "")
+                            + (f" !{q:.0%}" if q else "")) if n > 0 else "-"
+                           for i, (m, lo, hi, n, q) in enumerate(zip(sub["mean"], sub.ci_low, sub.ci_high, videos, noisy))]
         best[name] = [False] * len(methods) if paired else sub.best.fillna(False).astype(bool).tolist()
     table = pd.DataFrame(cells, index=pd.Index(methods, name="method"))
     marks = pd.DataFrame(best, index=table.index)
@@ -138,4 +139,7 @@ def interval_note(runs: Runs, resamples: int, seed: int) -> str:
             f"Marked: best of its column among the methods (negative controls excluded) by the metric's direction "
             f"(↑ higher is better, ↓ lower is better; no arrow: no direction, no mark). Paired: mean of per-video "
             f"differences method - baseline on videos matched by (prompt, seed, seconds) [percentile bootstrap "
-            f"95 % interval over the n pairs, B = {resamples}].")
+            f"95 % interval over the n pairs, B = {resamples}]. Latency: each run's steady-state per-chunk median "
+            f"(the timing protocol, README.md); '!k%': k % of the cell's runs were timed under changing load (their "
+            f"p95 over 1.5 x their median), so the cell may rank load, not methods: `forcebench time-chunks` times "
+            f"methods interleaved.")

@@ -39,7 +39,7 @@ def series_key(key: str) -> str:
         name, encoder = key[:-1].split("[", 1)
         if name in ("drift", "abs_drift"):
             return f"drift_curve[{encoder}]"
-    return {"latency_mean_s": "latency_s"}.get(key, key)
+    return {"latency_mean_s": "latency_s", "latency_p50_s": "latency_s"}.get(key, key)
 
 
 def pareto_front(x: np.ndarray, y: np.ndarray, higher_is_better: bool) -> np.ndarray:
@@ -168,7 +168,7 @@ def quality_vs_kv(board: pd.DataFrame, metrics: list[str], style: dict[str, Styl
 
 
 def latency_vs_duration(board: pd.DataFrame, style: dict[str, Style]) -> Plot | None:
-    lat = board[board.metric == "latency_mean_s"].sort_values("seconds")
+    lat = board[board.metric == "latency_p50_s"].sort_values("seconds")
     if lat.empty:
         return None
     fig, (ax,) = grid(1, 6.5, 4.0)
@@ -176,7 +176,7 @@ def latency_vs_duration(board: pd.DataFrame, style: dict[str, Style]) -> Plot | 
         ax.errorbar(r.seconds, r["mean"], yerr=[r["mean"] - r.ci_low, r.ci_high - r["mean"]],
                     capsize=3, label=method, **style[method].kw())
     ax.set_xlabel("duration [s]")
-    ax.set_ylabel("mean per-chunk latency [ms]")
+    ax.set_ylabel("steady-state per-chunk latency, median [ms]")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return Plot("Per-chunk latency vs duration",

@@ -40,6 +40,7 @@ NUMERIC_COLUMNS = ("segment", "seconds", "start_s", "end_s")
 # Display label and factor applied to the per-video value (raw key -> shown unit).
 UNITS = {
     "latency_mean_s": ("latency_mean [ms]", 1000.0),
+    "latency_p50_s": ("latency_p50 [ms]", 1000.0),
     "first_chunk_latency_s": ("first_chunk_latency [ms]", 1000.0),
     "kv_bytes": ("kv [MiB]", 2.0**-20),
     "peak_memory_bytes": ("peak_memory [MiB]", 2.0**-20),

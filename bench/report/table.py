@@ -9,7 +9,7 @@ import pandas as pd
 from bench.report.runs import read_runs
 
 COLUMNS = {
-    "latency_mean_s": ("ms/chunk", 1000.0),
+    "latency_p50_s": ("ms/chunk", 1000.0),
     "fps": ("FPS", 1.0),
     "kv_mib": ("KV MiB", 1.0),
 }

@@ -41,7 +41,7 @@ SEEDS = (0, 1)
 DURATIONS = (5.0, 10.0)
 DIRECTIONS = {"continuation_psnr": True, "palette_fidelity": True, "sprite_presence_ratio": True,
               "drift[toy-clip-text]": False, "flow_magnitude[flow-blockmatch]": None, "latency_mean_s": False,
-              "kv_bytes": False}
+              "latency_p50_s": False, "kv_bytes": False}
 
 
 def video_values(method: str, prompt: int, seed: int, seconds: float) -> dict[str, float]:
@@ -54,6 +54,8 @@ def video_values(method: str, prompt: int, seed: int, seconds: float) -> dict[st
         "drift[toy-clip-text]": base + 0.1 * prompt,  # lower is better: head_forcing best among the methods
         "flow_magnitude[flow-blockmatch]": 10 * base,  # no direction: never marked
         "latency_mean_s": 0.05 + 0.01 * idx + 0.001 * seconds + 0.0001 * prompt,
+        "latency_p50_s": 0.04 + 0.01 * idx + 0.001 * seconds + 0.0001 * prompt,
+        "latency_spread": 0.9 if (method, prompt) == ("head_forcing", 0) else 0.1,  # timed under load: flagged
         "kv_bytes": 0.0 if method == "control_no_history" else float((1 + idx) * 2**20 * seconds / 5),
     }
 
@@ -111,6 +113,9 @@ def test_means_are_per_video_and_exact(board):
             assert kv.label == "kv [MiB]"
             assert board.loc[(method, seconds, "latency_mean_s"), "mean"] == pytest.approx(
                 expected_mean("latency_mean_s", method, seconds, 1000.0))  # ms
+            assert board.loc[(method, seconds, "latency_p50_s"), "noisy"] == pytest.approx(
+                2 / 6 if method == "head_forcing" else 0.0)  # the runs of prompt p0 (2 seeds) of 6
+            assert np.isnan(board.loc[(method, seconds, "palette_fidelity"), "noisy"])
     ratio = board.loc[("full", 5.0, "sprite_presence_ratio")]
     assert ratio.videos == 5 and ratio["mean"] == pytest.approx(expected_mean("sprite_presence_ratio", "full", 5.0))
 
@@ -232,9 +237,11 @@ def test_outputs_tables_and_plots(written):
     table = pd.read_csv(written / "leaderboard.csv")
     assert list(table.columns) == ["method", "control", "seconds", "metric", "label", "higher_is_better", "videos",
                                    "mean", "ci_low", "ci_high", "best", "baseline", "pairs", "diff_mean", "diff_low",
-                                   "diff_high", "diff_mdd"]
+                                   "diff_high", "diff_mdd", "noisy"]
     assert set(table.metric) == {"continuation_psnr", "palette_fidelity", "sprite_presence_ratio",
-                                 "drift[toy-clip-text]", "latency_mean_s", "kv_bytes"}  # the default keys these runs have
+                                 "drift[toy-clip-text]", "latency_p50_s", "kv_bytes"}  # the default keys these runs have
+    md = (written / "leaderboard.md").read_text()
+    assert md.count("!33%") == len(DURATIONS) and "timed under changing load" in md  # head_forcing's latency cells
     assert len(table) == 5 * 2 * 6
     assert set(table[table.control].method) == set(CONTROLS)
     md = (written / "leaderboard.md").read_text()
