@@ -45,9 +45,9 @@ from bench.report.validity import (
     resolve_references,
 )
 from core.errors import require
-from core.timing import NOISY_SPREAD
 from core.files import atomic_write_bytes, atomic_write_text
 from core.paths import REPO_DIR
+from core.timing import NOISY_SPREAD
 
 MDD_ALPHA = 0.05  # the paired tables state the smallest difference detectable at this level (two-sided, power 0.8)
 DEFAULT_METRICS = (
