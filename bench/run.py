@@ -47,13 +47,13 @@ from bench.run_identity import Plan, plan_work, run_key, scoring_spec
 from bench.sampler import FlowSampler
 from bench.video import from_uint8, to_uint8
 from core.files import atomic_write_text, read_json_object, write_json
+from core.system_numbers import TIMING_DEFINITION, TIMING_PROTOCOL, system_summary
 from core.timeline import frame_timeline
 from core.timing import device_name
 from core.world import OTHER_SEED_OFFSET, simulate
 from methods.base import METHODS, build_method
 from metrics.base import VideoMeta
 from metrics.suite import Suite, build_suite
-from metrics.system import TIMING_DEFINITION, TIMING_PROTOCOL, system_summary
 
 log = logging.getLogger("forcebench")
 register_schemas()

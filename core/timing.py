@@ -62,6 +62,27 @@ def timed(fn: Callable, device: torch.device | str | None, log: list[float]) -> 
     return call
 
 
+def median_seconds(fn: Callable, device: torch.device, warmup: int, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls of ``fn`` after ``warmup`` calls: CUDA events on a GPU
+    (the device's own clock around each call), perf_counter elsewhere."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 # A measurement whose p95 exceeds its median by more than this fraction is flagged as noisy:
 # the samples disagree (background load, frequency changes), so its median may not rank it.
 NOISY_SPREAD = 0.5

@@ -81,6 +81,7 @@ class Backbone(nn.Module, ABC):
     velocity noise - x0, with t in [0, 1] given per frame.
     """
 
+    cfg: ModelConfig  # the config it was built from
     geometry: Geometry
     rope: Rope3D
     default_shift: float = 1.0

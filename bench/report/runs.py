@@ -31,7 +31,7 @@ import pandas as pd
 from bench.report.schema import RunSummary, SummaryError
 from core.errors import require
 from core.files import is_staging, read_json_object
-from metrics.system import SYSTEM_DIRECTIONS
+from core.system_numbers import SYSTEM_DIRECTIONS
 
 CONTROL_PREFIX = "control_"
 METRIC_COLUMNS = ("metric", "higher_is_better", "segment", "seconds", "start_s", "end_s", "value", "status")

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from metrics.system import SYSTEM_DIRECTIONS
+from core.system_numbers import SYSTEM_DIRECTIONS
 
 IDENTITY_FIELDS = ("run", "method", "prompt_id", "seed")  # of every summary, finished or failed
 FINISHED_FIELDS = (*IDENTITY_FIELDS, "durations")  # of a finished (status ok) run

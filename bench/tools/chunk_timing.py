@@ -37,7 +37,7 @@ from bench.sampler import FlowSampler
 from bench.tools.chunk_timing_report import write_report
 from core.errors import require
 from core.timing import Latency, device_name
-from methods import build_method
+from methods import METHODS, build_method
 
 PROMPT = "a red ball bounces in a blue room"
 PROFILE_LABELS = {"forward": "forcebench.forward", "attention": "forcebench.attention", "method": "forcebench.method"}
@@ -47,7 +47,7 @@ PROFILE_LABELS = {"forward": "forcebench.forward", "attention": "forcebench.atte
 class TimingOptions:
     """What the timing pass runs (each a ``--option`` of the command)."""
 
-    methods: str = "budgeted+full"  # a sweep selector (bench/config.py select_methods) or comma-separated names
+    methods: str = "budgeted+full"  # method names and sweep selectors, joined by + or ,
     budget_frames: int = 16  # cached frames a head for every method with a budget (equal KV bytes)
     seconds: float = 60.0
     warmup_seconds: float = 6.0  # chunks starting before this are not samples (the caches fill)
@@ -66,9 +66,14 @@ class TimingOptions:
         require(self.profile_seconds >= 0, "--profile-seconds", self.profile_seconds, "allowed: >= 0")
 
     def method_names(self) -> list[str]:
-        if "," in self.methods:
-            return [m.strip() for m in self.methods.split(",") if m.strip()]
-        return select_methods(self.methods).split(",")
+        """Method names and sweep selectors (bench/config.py select_methods), joined by ``+`` or ``,``."""
+        names: list[str] = []
+        for part in self.methods.replace(",", "+").split("+"):
+            part = part.strip()
+            for name in [part] if part in METHODS else select_methods(part).split(","):
+                if name not in names:
+                    names.append(name)
+        return names
 
 
 def busy(stop: mp.Event) -> None:

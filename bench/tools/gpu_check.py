@@ -48,7 +48,6 @@ from bench.tools.kernel_bench import (
     device_slug,
     distributions,
     make_case,
-    median_seconds,
 )
 from bench.tools.perf_backbone import (
     VIDEO_FRAMES_PER_LATENT,
@@ -60,6 +59,7 @@ from bench.tools.perf_backbone import (
 )
 from core.errors import ConfigError
 from core.files import atomic_write_text, write_json
+from core.timing import median_seconds
 from kernels import interpreting
 from kernels.bench_impls import IMPLEMENTATIONS, Case
 
@@ -208,8 +208,7 @@ def run_method(c: Check, name: str, model: Backbone | None, role_maps: dict[str,
         entry["notes"].append(f"failed: {one_line(exc)}")
         return model
     where = {"device": c.result["device_name"], "dtype": c.result["dtype"]}
-    entry["rows"] = [{**row, "video_frames": VIDEO_FRAMES_PER_LATENT * row["frames"], **where}
-                     for row in measured["rows"]]
+    entry["rows"] = [{**row, **where} for row in measured["rows"]]
     if measured["stopped"]:
         entry["notes"].append(f"stopped: {measured['stopped']}")
         c.skip(f"{name}: {measured['stopped']}")

@@ -129,9 +129,10 @@ def rollout_section(result: dict, where: str) -> list[str]:
              f"Model: {r['model']}; weights {r['weights']}. {r['includes']} Role map: {r['role_map']}. "
              f"Budget: {r['budget']}.",
              "", f"Per-chunk latency: wall time of one chunk ({r['forwards_per_chunk']} forwards and the cache "
-             f"update), p50 and p95 over the chunks of the duration, after a one-chunk warm-up rollout; first "
-             f"chunk: chunk 0 of the measured rollout (empty cache). DiT-only FPS: output video frames "
-             f"({r['video_frames_per_latent']} per latent frame, {r['video_fps']:g} fps video) over the summed "
+             f"update), p50 and p95 over the chunks of the duration after the first (the timing protocol, "
+             f"README.md), after a one-chunk warm-up rollout; first chunk: chunk 0 of the measured rollout (empty "
+             f"cache). DiT-only FPS: output video frames (1 + {r['video_frames_per_latent']} (T - 1) for T latent "
+             f"frames, {r['video_fps']:g} fps video) over the summed "
              f"chunk times; latent FPS: latent frames over the same time. Peak: CUDA max allocated since the "
              f"warm-up.", "",
              "| method | s | chunks | ms/chunk p50 | p95 | first chunk s | video FPS (DiT only) | latent FPS "

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +32,7 @@ from bench.models.wan_config import WanConfig
 from core.dtypes import DTYPES
 from core.errors import ConfigError
 from core.geometry import Geometry
+from core.timing import median_seconds
 from kernels.bench_impls import IMPLEMENTATIONS, Case
 from kernels.rope import Rope3D
 from kernels.view import RaggedKV
@@ -105,25 +104,6 @@ def make_case(g: Geometry, lengths: list[int], batch: int, dtype: torch.dtype, d
     q_pos = torch.stack([f + torch.arange(nq) // tpf for f in frames]).to(device)
     cache = RaggedKV(k, v, pos, offsets, q_pos[:, ::tpf])
     return Case(q, ks, vs, q_pos, cache, Rope3D(D, theta, g.rope_max_positions))
-
-
-def median_seconds(fn, device: torch.device, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end) / 1e3)
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def copy_bandwidth(device: torch.device, repeats: int) -> float:

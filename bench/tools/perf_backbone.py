@@ -44,7 +44,8 @@ from core.errors import ConfigError
 from core.geometry import Geometry
 from core.paths import REPO_DIR
 from core.registry import RegistryError
-from core.timing import Latency, timed
+from core.system_numbers import system_summary
+from core.timing import Latency
 from methods import METHODS, MethodConfig, build_method
 from methods.pyramid_profile import (
     TOY_PYRAMID_LABELS,
@@ -118,22 +119,22 @@ def build_model(cfg: WanConfig, dtype: torch.dtype, device: torch.device) -> Bac
     return model.to(dtype=dtype).eval()
 
 
-def prefix_row(method: str, seconds: float, frames: int, chunks: list[ChunkRecord], decode_s: list[float],
-               cuda: bool) -> dict:
-    """Statistics of the chunks that make up the first ``frames`` latent frames. FPS: frames
-    over the summed chunk times (denoising + cache update; no decode, no prompt encoding)."""
-    walls = [c.wall_s for c in chunks]
-    latency, total = Latency.of(walls), sum(walls)
-    row = {"method": method, "seconds": seconds, "frames": frames, "chunks": len(chunks),
-           "chunk_latency_median_s": latency.p50_s, "chunk_latency_p95_s": latency.p95_s,
-           "first_chunk_latency_s": walls[0], "latent_fps": frames / total,
-           "video_fps": VIDEO_FRAMES_PER_LATENT * frames / total,
-           "kv_bytes": chunks[-1].kv_bytes, "kv_cache_mib": chunks[-1].kv_bytes / 2**20,
-           "peak_cuda_memory_gib": chunks[-1].peak_memory_bytes / 2**30 if cuda else None}
-    if decode_s:
-        row["decode_latency_median_s"] = Latency.of(decode_s[:len(chunks)]).p50_s
-        row["video_fps_with_decode"] = VIDEO_FRAMES_PER_LATENT * frames / (total + sum(decode_s[:len(chunks)]))
-        row["first_chunk_latency_with_decode_s"] = walls[0] + decode_s[0]
+def prefix_row(method: str, seconds: float, frames: int, chunks: list[ChunkRecord], cuda: bool, fps: float,
+               video_frames: int, with_decode: bool) -> dict:
+    """The timing protocol's numbers (metrics/system.py system_summary) of the chunks that make up
+    the first ``frames`` latent frames: steady-state per-chunk p50 / p95 (the chunks after the
+    first), first chunk, video and latent FPS of the DiT time (denoising + cache update); with
+    ``with_decode`` also the FPS and first chunk with decoding (and prompt encoding)."""
+    s = system_summary(chunks, frames, fps, video_frames)
+    row = {"method": method, "seconds": seconds, "frames": frames, "chunks": len(chunks), "video_frames": video_frames,
+           "chunk_latency_median_s": s["latency_p50_s"], "chunk_latency_p95_s": s["latency_p95_s"],
+           "first_chunk_latency_s": s["first_chunk_latency_s"], "latent_fps": s["fps_latent"], "video_fps": s["fps"],
+           "kv_bytes": s["kv_bytes"], "kv_cache_mib": s["kv_mib"],
+           "peak_cuda_memory_gib": s["peak_memory_bytes"] / 2**30 if cuda else None}
+    if with_decode:
+        row["decode_latency_median_s"] = Latency.of([c.decode_s for c in chunks]).p50_s
+        row["video_fps_with_decode"] = s["fps_e2e"]
+        row["first_chunk_latency_with_decode_s"] = s["first_chunk_latency_e2e_s"]
     return row
 
 
@@ -151,10 +152,6 @@ def measure_method(model: Backbone, method_cfg: MethodConfig, seconds: list[floa
     method_cfg.check(g, max(frames.values()))
     method = build_method(method_cfg, g, dtype=param.dtype, device=device)
     sampler = FlowSampler(steps, model.default_shift, "renoise")
-    decode_s: list[float] = []
-    if time_decode:
-        stream = model.decode_stream  # the rollout decodes chunk after chunk through this
-        model.decode_stream = lambda: timed(stream(), device, decode_s)
     chunks: list[ChunkRecord] = []
 
     def record(chunk: ChunkRecord) -> None:
@@ -165,7 +162,6 @@ def measure_method(model: Backbone, method_cfg: MethodConfig, seconds: list[floa
     stopped = None
     try:
         generate(model, method, [(0.0, PROMPT)], g.frames_per_chunk, 0, sampler)  # warm-up
-        decode_s.clear()
         if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
@@ -175,10 +171,8 @@ def measure_method(model: Backbone, method_cfg: MethodConfig, seconds: list[floa
     except OutOfTime:
         stopped = (f"time budget: stopped after chunk {len(chunks)} of {total} "
                    f"({len(chunks) * g.frames_per_chunk / g.fps:g} s)")
-    finally:
-        if time_decode:
-            del model.decode_stream  # back to the class's method
-    rows = [prefix_row(method_cfg.name, s, n, chunks[:n // g.frames_per_chunk], decode_s, cuda)
+    rows = [prefix_row(method_cfg.name, s, n, chunks[:n // g.frames_per_chunk], cuda, g.fps,
+                       model.cfg.video_frames(n), time_decode)
             for s, n in frames.items() if chunks and n // g.frames_per_chunk <= len(chunks)]
     del method
     if cuda:

@@ -34,11 +34,11 @@ import torch
 from omegaconf import OmegaConf
 
 from core.paths import REPO_DIR
+from core.system_numbers import SYSTEM_DIRECTIONS, system_summary
 from core.world import simulate
 from metrics.base import METRICS, SEGMENT_SECONDS, VideoMeta
 from metrics.encoders import load_encoder
 from metrics.suite import MetricsConfig, Suite
-from metrics.system import SYSTEM_DIRECTIONS, system_summary
 from metrics.vbench import VBenchConfig
 
 FPS, T, CHUNK, SIZE = 4.0, 48, 3, 32

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.models.wan_config import WanConfig
-from metrics.system import SYSTEM_DIRECTIONS, system_summary
+from core.system_numbers import SYSTEM_DIRECTIONS, system_summary
 
 
 def chunk(end, wall, method=0.0, decode=0.0, encode=0.0):

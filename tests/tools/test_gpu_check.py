@@ -102,8 +102,8 @@ def test_dry_run_rollouts_report_every_method_and_duration(dry_run):
         assert sorted(rows) == [5.0, 60.0]
         assert [rows[s]["chunks"] for s in (5.0, 60.0)] == [7, 80]  # 21 and 240 latent frames
         for w in rows.values():
-            assert (w["device"], w["dtype"]) == ("cpu", "float32") and w["video_frames"] == 4 * w["frames"]
-            assert w["video_fps"] == pytest.approx(4 * w["latent_fps"])
+            assert (w["device"], w["dtype"]) == ("cpu", "float32") and w["video_frames"] == 1 + 4 * (w["frames"] - 1)
+            assert w["video_fps"] == pytest.approx(w["video_frames"] / w["frames"] * w["latent_fps"])
             assert w["chunk_latency_p95_s"] >= w["chunk_latency_median_s"] > 0
         assert rows[5.0]["first_chunk_latency_s"] == rows[60.0]["first_chunk_latency_s"]  # one rollout, 5 s its prefix
     assert r["methods"]["sliding_window"]["rows"][1]["kv_bytes"] == 12 * frame_bytes  # the last 12 frames

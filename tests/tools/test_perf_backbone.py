@@ -45,7 +45,7 @@ def test_a_rollout_past_its_deadline_keeps_the_durations_it_reached():
     assert [(r["seconds"], r["chunks"], r["frames"]) for r in result["rows"]] == [(0.75, 1, 3)]
     row = result["rows"][0]
     assert row["latent_fps"] == pytest.approx(3 / row["first_chunk_latency_s"])
-    assert row["video_fps"] == pytest.approx(4 * row["latent_fps"])
+    assert row["video_fps"] == pytest.approx((1 + 4 * (row["frames"] - 1)) / row["frames"] * row["latent_fps"])  # Wan: 1 + 4 (T - 1)
     assert row["kv_bytes"] == 3 * 16 * 2 * 2 * 32 * 2 * 4  # 3 frames x 16 tokens x 2 layers x 2 heads x 32 x K, V x 4 B
     full = measure_method(model, cfg, [4.5, 0.75], steps=1)
     assert full["stopped"] is None and [r["chunks"] for r in full["rows"]] == [1, 6]
