@@ -87,12 +87,13 @@ def ragged_attention_reference(
     q_rot = rope.rotate_temporal(q.to(work), q_pos.unsqueeze(0))
     k_self_rot = rope.rotate_temporal(k_self.to(work), q_pos.unsqueeze(0))
     groups = query_groups(cache, Nq) if return_logits else 1
-    out = torch.empty_like(q)
+    heads = cache.derived(("reference", rope, work), lambda: head_groups(cache, rope, work))
+    out = None if heads[0].heads is None else torch.empty_like(q)  # one group of all heads: its result
     N = cache.k.shape[1]
     mass = torch.zeros(N, dtype=torch.float32, device=q.device) if return_mass else None
     stats = LogitStats(torch.zeros(groups, N, dtype=torch.float32, device=q.device),
                        torch.zeros(groups, N, dtype=torch.int32, device=q.device)) if return_logits else None
-    for group in cache.derived(("reference", rope, work), lambda: head_groups(cache, rope, work)):
+    for group in heads:
         n, index, G = group.length, group.index, group.k.shape[1]
         if group.heads is None:
             q_g, k_g, v_g = q_rot, k_self_rot, v_self

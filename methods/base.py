@@ -73,6 +73,9 @@ class LayerStore:
             setattr(self, name, getattr(self, name).index_select(1, index))
         for name in ("frame", "spatial", "head", "kind", "weight", "score"):
             setattr(self, name, getattr(self, name).index_select(0, index))
+        self._count_heads()
+
+    def _count_heads(self) -> None:
         counts = torch.bincount(self.head.cpu(), minlength=self.heads)
         self.offsets = torch.cat((torch.zeros(1, dtype=torch.long), counts.cumsum(0)))
 
@@ -97,16 +100,8 @@ class LayerStore:
 
         k, v: [B, n, D]; frame, spatial, head: [n] int64; weight: [n] (raw entries each stands for).
         """
-        dev = self.frame.device
-        self.k = torch.cat((self.k, k), dim=1)
-        self.v = torch.cat((self.v, v), dim=1)
-        self.frame = torch.cat((self.frame, frame.to(dev)))
-        self.spatial = torch.cat((self.spatial, spatial.to(dev)))
-        self.head = torch.cat((self.head, head.to(dev)))
-        self.kind = torch.cat((self.kind, torch.full((head.numel(),), kind, dtype=torch.int8, device=dev)))
-        self.weight = torch.cat((self.weight, weight.float().to(dev)))
-        self.score = torch.cat((self.score, torch.zeros(head.numel(), device=dev)))
-        self._take(torch.argsort(self.head, stable=True))
+        self.keep_and_extend(torch.ones(len(self), dtype=torch.bool, device=self.frame.device), k, v, frame,
+                             spatial, head, kind, weight)
 
     def keep_and_extend(self, mask: torch.Tensor, k: torch.Tensor, v: torch.Tensor, frame: torch.Tensor,
                         spatial: torch.Tensor, head: torch.Tensor, kind: int, weight: torch.Tensor) -> None:
@@ -122,8 +117,7 @@ class LayerStore:
         for name, value in new.items():
             dim = 1 if name in ("k", "v") else 0
             setattr(self, name, torch.cat((getattr(self, name), value), dim=dim).index_select(dim, source))
-        counts = torch.bincount(self.head.cpu(), minlength=self.heads)
-        self.offsets = torch.cat((torch.zeros(1, dtype=torch.long), counts.cumsum(0)))
+        self._count_heads()
 
     def keep(self, mask: torch.Tensor) -> None:
         """Drop every entry where ``mask`` [N] is False."""

@@ -40,6 +40,7 @@ from bench.cli_args import Parser
 from bench.input_checks import writable_dir
 from bench.models import Backbone
 from bench.models.wan_config import WanConfig, kv_cache_bytes
+from bench.models.wan_io import VIDEO_FRAMES_PER_LATENT
 from bench.tools.gpu_check_report import markdown, targets
 from bench.tools.kernel_bench import (
     attention_flops,
@@ -50,7 +51,6 @@ from bench.tools.kernel_bench import (
     make_case,
 )
 from bench.tools.perf_backbone import (
-    VIDEO_FRAMES_PER_LATENT,
     build_model,
     measure_method,
     method_config,

@@ -54,7 +54,6 @@ from methods.pyramid_profile import (
 )
 from methods.roles import load_toy_profile, role_map_with_shares
 
-VIDEO_FRAMES_PER_LATENT = 4  # the Wan VAE's temporal stride: 16 fps video from 4 latent frames a second
 # Methods that read a head-role file, and which synthetic file each gets on a model without a profile.
 ROLE_MAP_METHODS = {"head_forcing": "roles.json", "two_tier": "roles.json", "forcing_kv": "roles.json",
                     "pyramid_forcing": "pyramid_labels.json"}
