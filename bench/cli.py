@@ -16,9 +16,7 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from bench.cli_args import Parser
 from core.errors import ConfigError
 
 MULTIRUN_FLAGS = {"-m", "--multirun"}
@@ -76,19 +74,9 @@ def report_failures(runs: list) -> int:
 
 
 def cmd_table(argv: list[str]) -> int:
-    from bench.report.table import format_table, load_runs, method_duration_table
+    from bench.report.table import main as table_main
 
-    parser = Parser(prog="forcebench table")
-    parser.add_argument("runs", nargs="?", default="runs", help="directory holding run directories")
-    parser.add_argument("--metrics", nargs="*", default=["palette_fidelity", "sprite_presence_ratio",
-                                                          "clip_consistency_first[toy-clip]"],
-                        help="metric result keys to show beside the system columns (when the runs have them)")
-    args = parser.parse_args(argv)
-    df = load_runs(Path(args.runs))
-    if df.empty:
-        raise ConfigError(f"runs={args.runs!r}: no finished run directories found there")
-    print(format_table(method_duration_table(df, tuple(args.metrics))))
-    return 0
+    return table_main(argv)
 
 
 def cmd_train(argv: list[str]) -> int:

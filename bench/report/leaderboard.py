@@ -21,14 +21,14 @@ never take a best mark; the validity check (bench/report/validity.py, the same f
 
 from __future__ import annotations
 
-import argparse
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.cli_args import Parser
+from bench.cli_args import option, parse
 from bench.input_checks import writable_dir, writable_file
 from bench.report.leaderboard_cells import Layout, interval_note
 from bench.report.leaderboard_html import render_html, screenshot
@@ -37,8 +37,8 @@ from bench.report.leaderboard_plots import make_plots
 from bench.report.runs import Runs, label_of, load, per_video
 from bench.report.stats import bootstrap_mean, paired_comparison, paired_differences
 from bench.report.validity import (
-    DEFAULT_REFERENCES,
     PRIMARY_METRICS,
+    ControlCheckOptions,
     Validity,
     check_controls,
     default_primary,
@@ -135,7 +135,7 @@ def resolve_primary(runs: Runs, requested: str | None) -> str | None:
     return requested
 
 
-def select_metrics(runs: Runs, requested: list[str] | None, primary: str | None = None) -> list[str]:
+def select_metrics(runs: Runs, requested: tuple[str, ...] | list[str] | None, primary: str | None = None) -> list[str]:
     """The requested keys (each must be in the runs) or the default keys the runs have; the
     primary metric first."""
     present = runs.metric_keys()
@@ -176,32 +176,23 @@ def leaderboard_validity(runs: Runs, primary: str | None, references: list[str],
     return validity, ""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="forcebench leaderboard", description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", help="directory holding run directories (out_dir of forcebench run)")
-    p.add_argument("--out", default="results", help="output directory (default: results)")
-    p.add_argument("--primary", default=None, metavar="KEY",
-                   help=f"metric that ranks the rows (default: the first of {', '.join(PRIMARY_METRICS)} the runs have)")
-    p.add_argument("--baseline", default=None,
-                   help="method for the paired comparison (default: sliding_window when present)")
-    p.add_argument("--metrics", nargs="+", default=None, metavar="KEY", help="metric keys (default: a standard set)")
-    p.add_argument("--references", nargs="+", default=list(DEFAULT_REFERENCES), metavar="METHOD",
-                   help="methods that must beat every negative control (default: sink sliding_window; absent ones "
-                        "are left out)")
-    p.add_argument("--alpha", type=float, default=0.01, help="level of the validity check (default: 0.01)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples B (default: 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
-    p.add_argument("--head-roles", default=str(REPO_DIR / "results" / "head_roles"),
-                   help="directory of head-role maps <model>.json / .png (default: results/head_roles)")
-    p.add_argument("--screenshot", default=None, metavar="PATH", help="also save a PNG screenshot of the HTML")
-    return p
+@dataclass
+class LeaderboardOptions(ControlCheckOptions):
+    """``forcebench leaderboard``'s options (the control check's, and what to show where)."""
+
+    out: str = option("results", "output directory")
+    primary: str | None = option(None, f"metric that ranks the rows (default: the first of "
+                                       f"{', '.join(PRIMARY_METRICS)} the runs have)", metavar="KEY")
+    baseline: str | None = option(None, "method for the paired comparison (default: sliding_window when present)")
+    metrics: tuple[str, ...] | None = option(None, "metric keys (default: a standard set)", metavar="KEY")
+    head_roles: str = option(str(REPO_DIR / "results" / "head_roles"),
+                             "directory of head-role maps <model>.json / .png")
+    screenshot: str | None = option(None, "also save a PNG screenshot of the HTML", metavar="PATH")
 
 
 def main(argv: list[str]) -> int:
     """``forcebench leaderboard``: write leaderboard.md, .csv, .html and leaderboard_plots/*.png."""
-    args = build_parser().parse_args(argv)
-    require(args.bootstrap >= 1, "--bootstrap", args.bootstrap, "allowed: an integer >= 1")
-    require(0 < args.alpha < 1, "--alpha", args.alpha, "allowed: 0 < alpha < 1")
+    args = parse("forcebench leaderboard", argv, LeaderboardOptions, description=__doc__.split("\n\n")[0])
     out = writable_dir(args.out, "--out")
     if args.screenshot:
         writable_file(args.screenshot, "--screenshot")

@@ -19,14 +19,13 @@ reference from the results (atomically) after printing what moved.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.cli_args import Parser
+from bench.cli_args import Options, option, parse
 from bench.input_checks import writable_file
 from bench.preflight import check_command_line
 from bench.report.regress_tolerances import (
@@ -232,25 +231,23 @@ def _summary_line(findings: list[Finding], unchanged: int, fail_on_new: bool) ->
     return line, failed
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = Parser(prog="forcebench regress",
-                                     description="Compare the runs under RUNS with a committed reference table.")
-    parser.add_argument("runs", help="directory holding run directories (one sweep)")
-    parser.add_argument("--tolerances", default=str(REPO_DIR / "conf" / "regress" / f"{DEFAULT_NAME}.yaml"),
-                        help=f"tolerance file (default: conf/regress/{DEFAULT_NAME}.yaml)")
-    parser.add_argument("--reference", default=None,
-                        help="reference CSV (default: results/reference/<name of the tolerance file>.csv)")
-    parser.add_argument("--sweep", action="store_true",
-                        help="first run the tolerance file's sweep into RUNS (finished runs are skipped)")
-    parser.add_argument("--update", action="store_true", help="(re)write the reference from the results, on purpose")
-    parser.add_argument("--fail-on-new", action="store_true", help="also fail on rows or metrics the reference lacks")
-    parser.add_argument("--show", type=int, default=60, help="list at most this many findings (default %(default)s)")
-    return parser.parse_args(argv)
+@dataclass
+class RegressOptions(Options):
+    """``forcebench regress``'s options."""
+
+    runs: str = option(help="directory holding run directories (one sweep)", positional=True)
+    tolerances: str = option(str(REPO_DIR / "conf" / "regress" / f"{DEFAULT_NAME}.yaml"), "tolerance file")
+    reference: str | None = option(None, "reference CSV (default: results/reference/<name of the tolerance file>.csv)")
+    sweep: bool = option(False, "first run the tolerance file's sweep into RUNS (finished runs are skipped)")
+    update: bool = option(False, "(re)write the reference from the results, on purpose")
+    fail_on_new: bool = option(False, "also fail on rows or metrics the reference lacks")
+    show: int = option(60, "list at most this many findings", minimum=0)
 
 
 def main(argv: list[str]) -> int:
     """``forcebench regress``: 0 when nothing regressed (or after --update), 1 on a regression."""
-    args = parse_args(argv)
+    args = parse("forcebench regress", argv, RegressOptions,
+                 description="Compare the runs under RUNS with a committed reference table.")
     tolerances = load_tolerances(Path(args.tolerances))
     reference_path = Path(args.reference or REPO_DIR / "results" / "reference" / f"{Path(args.tolerances).stem}.csv")
     if args.update:
@@ -268,7 +265,7 @@ def main(argv: list[str]) -> int:
     print(f"reference {shown_path(reference_path)} ({len(reference)} values); results {shown_path(runs)} ({len(results.values)} values, "
           f"{len(results.rows)} rows); tolerances {tolerances.path}")
     if findings:
-        print(format_findings(findings, max(args.show, 0)))
+        print(format_findings(findings, args.show))
     line, failed = _summary_line(findings, unchanged, args.fail_on_new)
     if args.update:
         if results.failed:

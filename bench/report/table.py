@@ -1,12 +1,18 @@
-"""Read run directories into one table and print method x duration comparisons."""
+"""Read run directories into one table and print method x duration comparisons.
+
+    forcebench table [RUNS_DIR] [--metrics KEY ...]
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
+from bench.cli_args import Options, option, parse
 from bench.report.runs import read_runs
+from core.errors import ConfigError
 
 COLUMNS = {
     "latency_p50_s": ("ms/chunk", 1000.0),  # steady-state median (runs written before the timing protocol: the mean)
@@ -47,3 +53,23 @@ def method_duration_table(df: pd.DataFrame, metrics: tuple[str, ...] = ()) -> pd
 
 def format_table(table: pd.DataFrame) -> str:
     return table.to_string(float_format=lambda x: f"{x:.2f}")
+
+
+@dataclass
+class TableOptions(Options):
+    """``forcebench table``'s options."""
+
+    runs: str = option("runs", "directory holding run directories", positional=True)
+    metrics: tuple[str, ...] = option(("palette_fidelity", "sprite_presence_ratio", "clip_consistency_first[toy-clip]"),
+                                      "metric result keys shown beside the system columns (when the runs have them)",
+                                      nargs="*", metavar="KEY")
+
+
+def main(argv: list[str]) -> int:
+    """``forcebench table``: print the method x duration table of the finished runs."""
+    options = parse("forcebench table", argv, TableOptions, description=__doc__.splitlines()[0])
+    df = load_runs(Path(options.runs))
+    if df.empty:
+        raise ConfigError(f"runs={options.runs!r}: no finished run directories found there")
+    print(format_table(method_duration_table(df, options.metrics)))
+    return 0

@@ -14,13 +14,12 @@ bad input. The leaderboard runs the same ``check_controls`` and shows it at its 
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from bench.cli_args import Parser
+from bench.cli_args import Options, option, parse
 from bench.input_checks import writable_dir
 from bench.report.runs import CONTROL_PREFIX, Runs, load, per_video
 from bench.report.stats import PERMUTATIONS, Paired, paired_comparison, paired_differences
@@ -224,32 +223,41 @@ def pair_record(c: PairCheck) -> dict:
             "smallest_p": c.stats.smallest_p, "mdd": c.stats.mdd, "passed": c.passed, "reason": c.reason}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="forcebench validate", description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", help="directory holding run directories (out_dir of forcebench run)")
-    p.add_argument("--metric", default=None,
-                   help=f"metric key to test on (default: the first of {', '.join(PRIMARY_METRICS)} the runs have)")
-    p.add_argument("--seconds", type=float, default=60.0, help="duration the videos are paired at (default: 60)")
-    p.add_argument("--alpha", type=float, default=0.01, help="significance level (default: 0.01)")
-    p.add_argument("--references", nargs="+", default=list(DEFAULT_REFERENCES), metavar="METHOD",
-                   help="methods that must beat every control (default: sink sliding_window)")
-    p.add_argument("--out", default=None, help="also write validity.md and validity.json here")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples B (default: 1000)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap and permutation seed (default: 0)")
-    return p
+@dataclass
+class ControlCheckOptions(Options):
+    """What the check of the negative controls reads and how it tests (validate and leaderboard)."""
+
+    runs: str = option(help="directory holding run directories (out_dir of forcebench run)", positional=True)
+    references: tuple[str, ...] = option(DEFAULT_REFERENCES, "methods that must beat every negative control",
+                                         metavar="METHOD")
+    alpha: float = option(0.01, "significance level of the check")
+    bootstrap: int = option(1000, "bootstrap resamples B", minimum=1)
+    seed: int = option(0, "bootstrap and permutation seed")
+
+    def validate(self) -> None:
+        require(0 < self.alpha < 1, "--alpha", self.alpha, "allowed: 0 < alpha < 1")
+
+
+@dataclass
+class ValidateOptions(ControlCheckOptions):
+    """``forcebench validate``'s options."""
+
+    metric: str | None = option(None, f"metric key to test on (default: the first of {', '.join(PRIMARY_METRICS)} "
+                                      "the runs have)", metavar="KEY")
+    seconds: float = option(60.0, "duration the videos are paired at")
+    out: str | None = option(None, "also write validity.md and validity.json here")
 
 
 def main(argv: list[str]) -> int:
     """``forcebench validate``: 0 when every control is beaten, 1 when one is not, 2 on bad input."""
-    args = build_parser().parse_args(argv)
-    require(args.bootstrap >= 1, "--bootstrap", args.bootstrap, "allowed: an integer >= 1")
+    args = parse("forcebench validate", argv, ValidateOptions, description=__doc__.split("\n\n")[0])
     if args.out:
         writable_dir(args.out, "--out")
     runs = load(Path(args.runs))
-    args.metric = args.metric or default_primary(runs.metric_keys()) or DEFAULT_METRIC
-    check_inputs(runs, args.metric, args.seconds, args.alpha)  # before the references: the more basic errors first
+    metric = args.metric or default_primary(runs.metric_keys()) or DEFAULT_METRIC
+    check_inputs(runs, metric, args.seconds, args.alpha)  # before the references: the more basic errors first
     references, _ = resolve_references(runs, args.references, strict=True)
-    validity = check_controls(runs, args.metric, args.seconds, references, args.alpha, args.bootstrap, args.seed)
+    validity = check_controls(runs, metric, args.seconds, references, args.alpha, args.bootstrap, args.seed)
     markdown = validity_markdown(validity, level=1)
     if args.out:
         out = Path(args.out)

@@ -28,8 +28,9 @@ import torch
 from scipy.stats import kendalltau
 from torch.profiler import ProfilerActivity, profile
 
-from bench.cli_args import Parser, add_fields, build
+from bench.cli_args import Options, option, parse
 from bench.config import select_methods
+from bench.input_checks import writable_dir
 from bench.models import build_backbone
 from bench.preflight import compose_run_config
 from bench.rollout import ChunkRecord, rollout_chunks
@@ -44,26 +45,25 @@ PROFILE_LABELS = {"forward": "forcebench.forward", "attention": "forcebench.atte
 
 
 @dataclass
-class TimingOptions:
+class TimingOptions(Options):
     """What the timing pass runs (each a ``--option`` of the command)."""
 
-    methods: str = "budgeted+full"  # method names and sweep selectors, joined by + or ,
-    budget_frames: int = 16  # cached frames a head for every method with a budget (equal KV bytes)
-    seconds: float = 60.0
-    warmup_seconds: float = 6.0  # chunks starting before this are not samples (the caches fill)
-    load: int = 1  # busy processes of the loaded pass (0: no loaded pass)
-    threads: int = 1  # torch threads of the timed process
-    profile_seconds: float = 15.0  # rollout length of the profiled breakdown pass (0: no breakdown)
-    seed: int = 0
-    out: str = "results/perf"
+    methods: str = option("budgeted+full", "method names and sweep selectors, joined by + or ,")
+    budget_frames: int = option(16, "cached frames a head for every method with a budget (equal KV bytes)",
+                                minimum=0)
+    seconds: float = option(60.0, "video length")
+    warmup_seconds: float = option(6.0, "chunks starting before this are not samples (the caches fill)", minimum=0)
+    load: int = option(1, "busy processes of the loaded pass (0: no loaded pass)", minimum=0)
+    threads: int = option(1, "torch threads of the timed process", minimum=1)
+    profile_seconds: float = option(15.0, "rollout length of the profiled breakdown pass (0: no breakdown)",
+                                    minimum=0)
+    seed: int = option(0, "noise seed")
+    out: str = option("results/perf", "folder of chunk_timing_<device>.json and .md")
 
-    def __post_init__(self) -> None:
-        require(self.budget_frames >= 0, "--budget-frames", self.budget_frames, "allowed: >= 0")
-        require(self.seconds > self.warmup_seconds >= 0, "--seconds", self.seconds,
-                f"must exceed --warmup-seconds={self.warmup_seconds} (>= 0)")
-        require(self.load >= 0, "--load", self.load, "allowed: >= 0")
-        require(self.threads >= 1, "--threads", self.threads, "allowed: >= 1")
-        require(self.profile_seconds >= 0, "--profile-seconds", self.profile_seconds, "allowed: >= 0")
+    def validate(self) -> None:
+        require(self.seconds > self.warmup_seconds, "--seconds", self.seconds,
+                f"must exceed --warmup-seconds={self.warmup_seconds}")
+        writable_dir(self.out, "--out")
 
     def method_names(self) -> list[str]:
         """Method names and sweep selectors (bench/config.py select_methods), joined by ``+`` or ``,``."""
@@ -204,9 +204,7 @@ def measure(options: TimingOptions) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog="forcebench time-chunks", description=__doc__.splitlines()[0])
-    add_fields(parser, TimingOptions)
-    options = build(TimingOptions, parser.parse_args(argv))
+    options = parse("forcebench time-chunks", argv, TimingOptions, description=__doc__.splitlines()[0])
     out = Path(options.out)
     result = measure(options)
     paths = write_report(result, out)

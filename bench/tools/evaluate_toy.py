@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.cli_args import Parser
+from bench.cli_args import Options, option, parse
 from bench.config import RunConfig
 from bench.input_checks import writable_dir
 from bench.models.toy import SHIPPED_WEIGHTS
@@ -39,7 +40,6 @@ from bench.prompt_sets import load_prompt_set
 from bench.report.runs import Runs, load, per_video
 from bench.report.stats import bootstrap_mean, paired_bootstrap
 from bench.run import execute
-from core.errors import require
 from core.files import atomic_write_text, write_json
 from core.world import CANVAS_WIDTHS, parse_prompt
 
@@ -148,15 +148,19 @@ def write_report(df: pd.DataFrame, out_dir: Path, command: str, resamples: int =
     return gates
 
 
+@dataclass
+class EvaluateToyOptions(Options):
+    """``forcebench evaluate-toy``'s options."""
+
+    runs: str = option("runs/toy_acceptance", "folder of the acceptance sweeps", positional=True)
+    run: bool = option(False, "first run the three sweeps (finished runs are skipped)")
+    weights: str = option(SHIPPED_WEIGHTS, "toy DiT checkpoint the sweeps use")
+    out: str = option("results", "folder of toy_backbone.json and .md")
+    bootstrap: int = option(2000, "bootstrap resamples B", minimum=1)
+
+
 def main(argv: list[str]) -> int:
-    parser = Parser(prog="forcebench evaluate-toy")
-    parser.add_argument("runs", nargs="?", default="runs/toy_acceptance", help="folder of the acceptance sweeps")
-    parser.add_argument("--run", action="store_true", help="first run the three sweeps (finished runs are skipped)")
-    parser.add_argument("--weights", default=SHIPPED_WEIGHTS, help="toy DiT checkpoint the sweeps use")
-    parser.add_argument("--out", default="results")
-    parser.add_argument("--bootstrap", type=int, default=2000)
-    args = parser.parse_args(argv)
-    require(args.bootstrap >= 1, "--bootstrap", args.bootstrap, "allowed: an integer >= 1")
+    args = parse("forcebench evaluate-toy", argv, EvaluateToyOptions, description=__doc__.splitlines()[0])
     writable_dir(args.out, "--out")
     root = Path(args.runs)
     if args.run:

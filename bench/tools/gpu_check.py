@@ -24,7 +24,6 @@ only under TRITON_INTERPRET=1) and labels its files: dry run, not a measurement.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import tempfile
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from bench.cli_args import Parser
+from bench.cli_args import Options, option, parse
 from bench.input_checks import writable_dir
 from bench.models import Backbone
 from bench.models.wan_config import WanConfig, kv_cache_bytes
@@ -57,7 +56,7 @@ from bench.tools.perf_backbone import (
     model_config,
     synthetic_role_maps,
 )
-from core.errors import ConfigError
+from core.errors import ConfigError, require
 from core.files import atomic_write_text, write_json
 from core.timing import median_seconds
 from kernels import interpreting
@@ -236,7 +235,23 @@ def run_rollouts(c: Check) -> None:
             c.save()
 
 
-def new_check(args: argparse.Namespace) -> Check:
+@dataclasses.dataclass
+class GpuCheckOptions(Options):
+    """The GPU check's options."""
+
+    out: str = option("results/perf", "folder of the .json and .md")
+    dry_run: bool = option(False, "the same path on the CPU at tiny shapes")
+    budget_s: float = option(420.0, "stop starting work after this (seconds)")
+
+    def validate(self) -> None:
+        require(self.budget_s > 0, "--budget-s", self.budget_s, "allowed: > 0")
+        writable_dir(self.out, "--out")
+        if not self.dry_run and not torch.cuda.is_available():
+            raise ConfigError(f"no CUDA GPU found (torch {torch.__version__}, CUDA build {torch.version.cuda}); run it "
+                              f"on a machine with an NVIDIA GPU, or use --dry-run to check the path on the CPU")
+
+
+def new_check(args: GpuCheckOptions) -> Check:
     device = torch.device("cpu" if args.dry_run else "cuda")
     dtype = torch.float32 if args.dry_run else torch.bfloat16
     model = model_config("wan_tiny" if args.dry_run else "wan_1_3b")
@@ -278,20 +293,9 @@ def new_check(args: argparse.Namespace) -> Check:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        parser = Parser(prog=PROG, description=__doc__.split("\n\n")[0])
-        parser.add_argument("--out", default="results/perf", help="folder of the .json and .md (default: results/perf)")
-        parser.add_argument("--dry-run", action="store_true", help="the same path on the CPU at tiny shapes")
-        parser.add_argument("--budget-s", type=float, default=420.0, help="stop starting work after this (seconds)")
-        args = parser.parse_args(argv)
-        writable_dir(args.out, "--out")
-        if not args.budget_s > 0:
-            raise ConfigError(f"{PROG}: --budget-s={args.budget_s:g}: allowed: > 0")
-        if not args.dry_run and not torch.cuda.is_available():
-            raise ConfigError(f"{PROG}: no CUDA GPU found (torch {torch.__version__}, CUDA build "
-                              f"{torch.version.cuda}); run it on a machine with an NVIDIA GPU, or use --dry-run "
-                              f"to check the path on the CPU")
-    except ConfigError as err:
-        print(err, file=sys.stderr)
+        args = parse(PROG, argv, GpuCheckOptions, description=__doc__.split("\n\n")[0])
+    except ConfigError as err:  # the parser's own errors already name the program
+        print(err if str(err).startswith(PROG) else f"{PROG}: {err}", file=sys.stderr)
         return 2
     c = new_check(args)
     c.out.mkdir(parents=True, exist_ok=True)

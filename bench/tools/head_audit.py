@@ -38,11 +38,12 @@ import platform
 import shlex
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.cli_args import Parser, add_fields, build
+from bench.cli_args import Options, option, parse
 from bench.config import WORLD_FRAME_SHAPE
 from bench.input_checks import writable_dir
 from bench.models.base import Backbone
@@ -452,17 +453,24 @@ def shipped_comparison(labels: dict, other_steps: dict | None, calibration: list
 
 # -- command ------------------------------------------------------------------------------------------------
 
+@dataclass
+class AuditOptions(Options):
+    """``forcebench audit-heads``' options beside the audit's, the profiler's and the classifiers' configs."""
+
+    weights: str = option("bench/models/weights/toy_dit.safetensors", "toy DiT checkpoint")
+    out: str = option("results/head_audit", "directory of report.md / report.json / figures")
+
+    def validate(self) -> None:
+        writable_dir(self.out, "--out")
+
+
 def main(argv: list[str]) -> int:
     """``forcebench audit-heads``: the head-classifier audit of the toy backbone (module docstring)."""
     cpu_start, wall_start, load_start = time.process_time(), time.time(), _load()
-    parser = Parser(prog="forcebench audit-heads")
-    parser.add_argument("--weights", default="bench/models/weights/toy_dit.safetensors")
-    parser.add_argument("--out", default="results/head_audit", help="directory of report.md / report.json / figures")
-    add_fields(parser, ProfileConfig, AuditConfig, RoleThresholds, PyramidThresholds, ClassifierOptions)
-    args = parser.parse_args(argv)
-    cfg, audit = build(ProfileConfig, args), build(AuditConfig, args)
-    thresholds, pyramid, options = build(RoleThresholds, args), build(PyramidThresholds, args), build(ClassifierOptions, args)
-    out = writable_dir(args.out, "--out")
+    args, cfg, audit, thresholds, pyramid, options = parse(
+        "forcebench audit-heads", argv, AuditOptions, ProfileConfig, AuditConfig, RoleThresholds, PyramidThresholds,
+        ClassifierOptions)
+    out = Path(args.out)
     model = load_toy(args.weights)
     g = model.geometry
     options.check(g)

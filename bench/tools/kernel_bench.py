@@ -18,19 +18,20 @@ on a CPU only under its interpreter, which is for tests, not timing. GPU numbers
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from bench.cli_args import Parser
+from bench.cli_args import Options, option, parse
+from bench.input_checks import writable_dir
 from bench.models.base import ModelConfig
 from bench.models.toy import ToyConfig
 from bench.models.wan_config import WanConfig
 from core.dtypes import DTYPES
-from core.errors import ConfigError
+from core.errors import ConfigError, require
+from core.files import atomic_write_text, write_json
 from core.geometry import Geometry
 from core.timing import median_seconds
 from kernels.bench_impls import IMPLEMENTATIONS, Case
@@ -206,35 +207,43 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+@dataclass
+class KernelBenchOptions(Options):
+    """``forcebench bench-kernels``'s options."""
+
+    backbone: str | None = option(None, "shapes to run (default: all on CUDA, toy on a CPU)",
+                                  choices=("toy", "wan", "all"))
+    dtype: str | None = option(None, "default: bfloat16 on CUDA, float32 on a CPU", choices=tuple(DTYPES))
+    batch: int = option(1, "batch of one attention call", minimum=1)
+    warmup: int = option(5, "untimed calls before the timed ones", minimum=0)
+    repeats: int = option(30, "timed calls (the median is reported)", minimum=1)
+    device: str | None = option(None, "default: cuda when available, else cpu")
+    out: str = option("results/perf", "folder of kernels_<device>.json and .md")
+
+    def validate(self) -> None:
+        if self.device is not None:
+            kind = self.device.split(":")[0]
+            require(kind in ("cpu", "cuda"), "--device", self.device, "allowed: cpu, cuda, cuda:<index>")
+            require(kind == "cpu" or torch.cuda.is_available(), "--device", self.device,
+                    "CUDA is not available here; allowed: cpu")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = Parser(prog="forcebench bench-kernels", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backbone", default=None, choices=["toy", "wan", "all"],
-                        help="shapes to run (default: all on CUDA, toy on a CPU)")
-    parser.add_argument("--dtype", default=None, choices=list(DTYPES), help="default: bfloat16 on CUDA, float32 on a CPU")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", default="results/perf")
-    args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device={args.device!r}: CUDA is not available here; allowed: cpu")
+    args = parse("forcebench bench-kernels", argv, KernelBenchOptions, description=__doc__.split("\n\n")[0])
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     gpu = device.type == "cuda"
     backbone = args.backbone or ("all" if gpu else "toy")
     if backbone != "toy" and not gpu:
         raise ConfigError(f"--backbone={backbone!r} on a CPU: Wan shapes need a GPU; allowed: toy")
     dtype = DTYPES[args.dtype or ("bfloat16" if gpu else "float32")]
-    if args.batch < 1 or args.repeats < 1:
-        raise ConfigError(f"--batch={args.batch} --repeats={args.repeats}: allowed: >= 1")
+    out = writable_dir(args.out, "--out")
     result = run_benchmark(["toy", "wan"] if backbone == "all" else [backbone], dtype, args.batch,
                            args.warmup, args.repeats, device)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"kernels_{result['device']}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
+    write_json(stem.with_suffix(".json"), result)
     text = markdown(result)
-    stem.with_suffix(".md").write_text(text + "\n")
+    atomic_write_text(stem.with_suffix(".md"), text + "\n")
     print(text)
     print(f"wrote {stem}.json and {stem}.md")
     return 0

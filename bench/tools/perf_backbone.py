@@ -25,9 +25,9 @@ config on the CPU to show the path works (labelled: not a measurement of the rea
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -35,12 +35,15 @@ from pathlib import Path
 
 import torch
 
+from bench.cli_args import Options, option, parse
+from bench.input_checks import writable_dir
 from bench.models import Backbone, build_backbone
 from bench.models.wan_config import WanConfig
 from bench.rollout import ChunkRecord, generate
 from bench.sampler import FlowSampler
 from core.dtypes import DTYPES
-from core.errors import ConfigError
+from core.errors import ConfigError, require
+from core.files import atomic_write_text, write_json
 from core.geometry import Geometry
 from core.paths import REPO_DIR
 from core.registry import RegistryError
@@ -61,6 +64,7 @@ ROLE_MAP_METHODS = {"head_forcing": "roles.json", "two_tier": "roles.json", "for
 # tests/tools/test_perf_backbone.py checks that both give the config Hydra composes.
 WAN_TINY = {"dim": 64, "layers": 2, "heads": 2, "ffn_dim": 128, "text_dim": 32, "text_len": 8,
             "latent_height": 8, "latent_width": 8, "horizon_frames": 9}
+PROG = "python -m bench.tools.perf_backbone"
 PROMPT = "a red fox runs through fresh snow in a pine forest"
 
 
@@ -179,23 +183,41 @@ def measure_method(model: Backbone, method_cfg: MethodConfig, seconds: list[floa
     return {"method": method_cfg.name, "rows": rows, "stopped": stopped}
 
 
-def measure(args: argparse.Namespace) -> dict:
+@dataclass
+class PerfOptions(Options):
+    """What ``python -m bench.tools.perf_backbone`` times."""
+
+    model: str = option("wan_1_3b", "model config (wan_tiny: the tiny config, a CPU check of the path)",
+                        choices=("wan_1_3b", "wan_tiny"))
+    methods: tuple[str, ...] | None = option(None, "cache methods at their default configs (default: all)")
+    seconds: tuple[float, ...] = option((5.0, 30.0, 60.0), "video lengths (each rounded up to whole chunks)")
+    checkpoint: str | None = option(None, "Self Forcing .pt, Wan .safetensors or diffusers folder "
+                                          "(default: random weights)")
+    vae: str | None = option(None, "diffusers AutoencoderKLWan folder (times the decode too)")
+    role_map: str | None = option(None, "role map for head_forcing / two_tier / forcing_kv "
+                                        "(default: synthetic, toy role shares)")
+    steps: int = option(4, "denoising forwards a chunk", minimum=1)
+    dtype: str = option("bfloat16", "weights and activations", choices=("bfloat16", "float16", "float32"))
+    out: str = option("results/perf", "folder of backbone_<device>.json and .md")
+
+    def validate(self) -> None:
+        require(all(s > 0 for s in self.seconds), "--seconds", self.seconds, "allowed: durations > 0")
+        require(self.model == "wan_tiny" or torch.cuda.is_available(), "--model", self.model,
+                "needs a CUDA GPU and none is available; allowed here: wan_tiny (the same path on the CPU, as a check)")
+        for name in self.methods or ():
+            try:
+                METHODS.get(name)  # unknown names fail before any rollout
+            except RegistryError as err:
+                raise ConfigError(f"--methods: {err}") from None
+        writable_dir(self.out, "--out")
+        model_config(self.model, self.checkpoint, self.vae).check()
+
+
+def measure(args: PerfOptions) -> dict:
     cuda = torch.cuda.is_available()
-    if not cuda and args.model != "wan_tiny":
-        raise SystemExit(f"bench.tools.perf_backbone: --model {args.model} needs a CUDA GPU and none is available "
-                         f"(--model wan_tiny runs the same path on the CPU as a check)")
     device = torch.device("cuda" if cuda else "cpu")
-    methods = args.methods or METHODS.names()
-    for name in methods:
-        try:
-            METHODS.get(name)  # unknown names fail before any rollout
-        except RegistryError as err:
-            raise SystemExit(f"bench.tools.perf_backbone: --methods: {err}") from None
+    methods = list(args.methods or METHODS.names())
     model_cfg = model_config(args.model, args.checkpoint, args.vae)
-    try:
-        model_cfg.check()
-    except ConfigError as err:
-        raise SystemExit(f"bench.tools.perf_backbone: {err}") from None
     g, dtype = model_cfg.geometry(), DTYPES[args.dtype]
     longest = max(g.frames_for_seconds(s) for s in args.seconds)
     results, skipped, role_map_note = [], {}, args.role_map or "none needed"
@@ -220,7 +242,7 @@ def measure(args: argparse.Namespace) -> dict:
             results.append(measure_method(model, method_cfg, args.seconds, args.steps, time_decode=bool(args.vae)))
             del model
     if not results:
-        raise SystemExit(f"bench.tools.perf_backbone: no method fits --model {args.model}: {skipped}")
+        raise ConfigError(f"--model={args.model!r}: no method's default config fits it: {skipped}")
     return {
         "model": args.model,
         "device": torch.cuda.get_device_name(device) if cuda else "cpu",
@@ -264,29 +286,22 @@ def markdown(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.tools.perf_backbone", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="wan_1_3b", choices=["wan_1_3b", "wan_tiny"])
-    parser.add_argument("--methods", nargs="+", help="cache methods at their default configs (default: all)")
-    parser.add_argument("--seconds", nargs="+", type=float, default=[5.0, 30.0, 60.0],
-                        help="video lengths (each rounded up to whole chunks)")
-    parser.add_argument("--checkpoint", help="Self Forcing .pt, Wan .safetensors or diffusers folder (default: random weights)")
-    parser.add_argument("--vae", help="diffusers AutoencoderKLWan folder (times the decode too)")
-    parser.add_argument("--role-map", help="role map for head_forcing / two_tier / forcing_kv (default: synthetic, toy role shares)")
-    parser.add_argument("--steps", type=int, default=4)
-    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    parser.add_argument("--out", default="results/perf")
-    args = parser.parse_args(argv)
+    args = parse(PROG, argv, PerfOptions, description=__doc__.splitlines()[0])
     result = measure(args)
     slug = re.sub(r"[^a-z0-9]+", "-", result["device"].lower()).strip("-")
     name = f"backbone_{slug}" if args.model == "wan_1_3b" else f"backbone_{slug}_{args.model}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"{name}.md").write_text(markdown(result))
+    write_json(out / f"{name}.json", result)
+    atomic_write_text(out / f"{name}.md", markdown(result))
     print(markdown(result))
     print(f"wrote {out / name}.json and .md")
     return result
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as err:
+        print(f"{PROG}: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from bench.checkpoint_check import check_checkpoint
-from bench.cli_args import Parser, add_fields, build
+from bench.cli_args import Options, option, parse
 from bench.input_checks import writable_file
 from bench.models.base import Backbone
 from bench.models.toy import ToyConfig, ToyDiT
@@ -479,30 +479,34 @@ def load_toy(weights: str) -> ToyDiT:
     return ToyDiT(ToyConfig(checkpoint=weights)).eval()
 
 
+@dataclass
+class ProfileOptions(Options):
+    """``forcebench profile``'s options beside the profiler's and the classifiers' configs."""
+
+    classifier: str = option("head_forcing", "which head classifier to run on the calibration rollouts",
+                             choices=CLASSIFIERS)
+    weights: str = option("bench/models/weights/toy_dit.safetensors", "toy DiT checkpoint")
+    out: str | None = option(None, "labels file (default: results/head_roles/toy.json for head_forcing, "
+                                   "results/head_roles/toy_<classifier>.json otherwise)")
+    calibration: str = option("profile", "how prompts and seeds are drawn: profile (each prompt its own seeds, "
+                                         "Head Forcing's) or grid (every prompt with every seed, toy_pyramid.json's)",
+                              choices=DRAWS)
+    threads: int = option(2, "torch CPU threads", minimum=1)
+    compare_rng_seed: int | None = option(None, "profile again on disjoint prompts and seeds and report label "
+                                                "agreement")
+
+    def validate(self) -> None:
+        writable_file(self.labels_file(), "--out")
+
+    def labels_file(self) -> str:
+        return self.out if self.out is not None else default_out(self.classifier)
+
+
 def main(argv: list[str]) -> int:
     """``forcebench profile``: profile the toy backbone, write the labels file and its heatmap."""
-    parser = Parser(prog="forcebench profile")
-    parser.add_argument("--classifier", default="head_forcing", choices=CLASSIFIERS,
-                        help="which head classifier to run on the calibration rollouts")
-    parser.add_argument("--weights", default="bench/models/weights/toy_dit.safetensors")
-    parser.add_argument("--out", default=None, help="labels file (default: results/head_roles/toy.json for "
-                        "head_forcing, results/head_roles/toy_<classifier>.json otherwise)")
-    parser.add_argument("--calibration", default="profile", choices=DRAWS,
-                        help="how prompts and seeds are drawn: profile (each prompt its own seeds, Head Forcing's) "
-                             "or grid (every prompt with every seed, toy_pyramid.json's)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    add_fields(parser, ProfileConfig, RoleThresholds, PyramidThresholds, ClassifierOptions)
-    parser.add_argument("--compare-rng-seed", type=int, default=None,
-                        help="profile again on disjoint prompts and seeds and report label agreement")
-    args = parser.parse_args(argv)
-    cfg = build(ProfileConfig, args)
-    thresholds = build(RoleThresholds, args)
-    pyramid = build(PyramidThresholds, args)
-    options = build(ClassifierOptions, args)
-    require(args.threads >= 1, "--threads", args.threads, "allowed: an integer >= 1")
-    classifier = args.classifier
-    out = args.out if args.out is not None else default_out(classifier)
-    writable_file(out, "--out")
+    args, cfg, thresholds, pyramid, options = parse("forcebench profile", argv, ProfileOptions, ProfileConfig,
+                                                    RoleThresholds, PyramidThresholds, ClassifierOptions)
+    classifier, out = args.classifier, args.labels_file()
     model = load_toy(args.weights)
     options.check(model.geometry)
     torch.set_num_threads(args.threads)

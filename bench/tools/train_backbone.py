@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save
 from tqdm import tqdm
 
 from bench.checkpoint_check import check_checkpoint, read_header
-from bench.cli_args import Parser, add_fields, build, parse_overrides
+from bench.cli_args import Options, option, parse, parse_overrides
 from bench.input_checks import writable_file
 from bench.models.attention import teacher_forcing_mask
 from bench.models.toy import ToyConfig, ToyDiT
@@ -225,23 +225,28 @@ def train_backbone(model_cfg: ToyConfig, cfg: TrainConfig, out: Path, resume: bo
     return log
 
 
+@dataclass
+class TrainBackboneOptions(Options):
+    """``forcebench train backbone``'s options beside TrainConfig's."""
+
+    out: str = option("runs/train/toy_dit.safetensors", "weights file (.safetensors; its training state beside it)")
+    fresh: bool = option(False, "ignore an existing training state")
+    overwrite_shipped: bool = option(False, "allow --out inside the shipped weights folder bench/models/weights/")
+    model: tuple[str, ...] = option((), "model overrides key=value (sizes)", nargs="*", metavar="KEY=VALUE")
+
+    def validate(self) -> None:
+        out = writable_file(self.out, "--out")
+        require(out.suffix == ".safetensors", "--out", self.out, "allowed: a path ending in .safetensors")
+        require(SHIPPED_DIR not in out.resolve().parents or self.overwrite_shipped, "--out", self.out,
+                "is in the shipped weights folder; allowed: another path, or --overwrite-shipped")
+        parse_overrides(self.model, ToyConfig, "--model", exclude=("name",))
+
+    def model_config(self) -> ToyConfig:
+        return ToyConfig(**parse_overrides(self.model, ToyConfig, "--model", exclude=("name",)))
+
+
 def main(argv: list[str]) -> int:
-    parser = Parser(prog="forcebench train backbone")
-    add_fields(parser, TrainConfig)
-    parser.add_argument("--out", default="runs/train/toy_dit.safetensors")
-    parser.add_argument("--fresh", action="store_true", help="ignore an existing training state")
-    parser.add_argument("--overwrite-shipped", action="store_true",
-                        help="allow --out inside the shipped weights folder bench/models/weights/")
-    parser.add_argument("--model", nargs="*", default=[], help="model overrides key=value (sizes)")
-    args = parser.parse_args(argv)
-    out = writable_file(args.out, "--out")
-    if out.suffix != ".safetensors":
-        raise ConfigError(f"--out={args.out!r}: allowed: a path ending in .safetensors")
-    if SHIPPED_DIR in out.resolve().parents and not args.overwrite_shipped:
-        raise ConfigError(f"--out={args.out!r} is in the shipped weights folder; allowed: another path, "
-                          f"or --overwrite-shipped")
-    model_cfg = ToyConfig(**parse_overrides(args.model, ToyConfig, "--model", exclude=("name",)))
-    cfg = build(TrainConfig, args)
-    log = train_backbone(model_cfg, cfg, out, resume=not args.fresh)
+    options, cfg = parse("forcebench train backbone", argv, TrainBackboneOptions, TrainConfig)
+    log = train_backbone(options.model_config(), cfg, Path(options.out), resume=not options.fresh)
     print(json.dumps(log, indent=2))
     return 0

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from bench.cli_args import Parser, add_fields, build
+from bench.cli_args import Options, option, parse
+from bench.input_checks import writable_file
 from bench.prompt_sets import load_prompt_set
 from bench.records import save_weights
 from core.files import write_json
@@ -114,14 +115,20 @@ def train_encoder(cfg: EncoderTrainConfig, out: Path, eval_prompts: list[str], e
     return log
 
 
+@dataclass
+class TrainEncoderOptions(Options):
+    """``forcebench train encoder``'s options beside EncoderTrainConfig's."""
+
+    out: str = option("bench/models/weights/toy_clip.safetensors", "weights file (its .train.json beside it)")
+    prompts: str = option("toy", "prompt set whose prompts are retrieved")
+
+    def validate(self) -> None:
+        writable_file(self.out, "--out")
+
+
 def main(argv: list[str]) -> int:
-    parser = Parser(prog="forcebench train encoder")
-    add_fields(parser, EncoderTrainConfig)
-    parser.add_argument("--out", default="bench/models/weights/toy_clip.safetensors")
-    parser.add_argument("--prompts", default="toy", help="prompt set whose prompts are retrieved")
-    args = parser.parse_args(argv)
-    cfg = build(EncoderTrainConfig, args)
-    entries = load_prompt_set(args.prompts).prompts
-    log = train_encoder(cfg, Path(args.out), [e.text for e in entries], [e.split for e in entries])
+    options, cfg = parse("forcebench train encoder", argv, TrainEncoderOptions, EncoderTrainConfig)
+    entries = load_prompt_set(options.prompts).prompts
+    log = train_encoder(cfg, Path(options.out), [e.text for e in entries], [e.split for e in entries])
     print(json.dumps(log, indent=2))
     return 0

@@ -282,9 +282,9 @@ def test_perf_backbone_paths(tmp_path, vae_folder):
     from bench.tools import perf_backbone
 
     if not torch.cuda.is_available():
-        with pytest.raises(SystemExit, match="needs a CUDA GPU"):
+        with pytest.raises(ConfigError, match="needs a CUDA GPU"):
             perf_backbone.main(["--model", "wan_1_3b", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="method 'fast' is not registered; allowed: control_no_history"):
+    with pytest.raises(ConfigError, match="method 'fast' is not registered; allowed: control_no_history"):
         perf_backbone.main(["--model", "wan_tiny", "--methods", "fast", "--out", str(tmp_path)])
     result = perf_backbone.main(["--model", "wan_tiny", "--methods", "full", "head_forcing", "deep_forcing",
                                  "--seconds", "1.5", "4.5", "--vae", vae_folder, "--dtype", "float32",

@@ -131,7 +131,7 @@ def test_the_check_is_one_function_with_known_values(good):
                                 "sliding_window"),
     (["--references", "control_stale"], "--references='control_stale': no such (non-control) method"),
     (["--alpha", "0"], "--alpha=0.0: allowed: 0 < alpha < 1"),
-    (["--bootstrap", "0"], "--bootstrap=0: allowed: an integer >= 1"),
+    (["--bootstrap", "0"], "--bootstrap=0: allowed: >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(good, capsys, argv, message):
     code, out, err = validate(capsys, good, *argv)

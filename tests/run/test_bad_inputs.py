@@ -22,9 +22,13 @@ from synthetic_runs import write_run
 
 import bench.cli
 import bench.input_checks
+import bench.tools.chunk_timing
 import bench.tools.evaluate_toy
+import bench.tools.head_audit
+import bench.tools.kernel_bench
 import bench.tools.profile
 import bench.tools.train_backbone
+import bench.tools.train_encoder
 from bench.cli import main
 from bench.models.toy import ToyConfig, ToyDiT
 from bench.preflight import check_command_line
@@ -119,6 +123,10 @@ def in_work(work, tmp_path, monkeypatch):
     monkeypatch.setattr(bench.tools.train_backbone, "train_backbone", _refuse)
     monkeypatch.setattr(bench.tools.profile, "profile_heads", _refuse)
     monkeypatch.setattr(bench.tools.evaluate_toy, "execute", _refuse)
+    monkeypatch.setattr(bench.tools.kernel_bench, "run_benchmark", _refuse)
+    monkeypatch.setattr(bench.tools.chunk_timing, "measure", _refuse)
+    monkeypatch.setattr(bench.tools.head_audit, "audit_heads", _refuse)
+    monkeypatch.setattr(bench.tools.train_encoder, "train_encoder", _refuse)
     return work
 
 
@@ -253,6 +261,19 @@ CASES = [
     (["evaluate-toy", "runs", "--out", "afile"], "--out='afile'"),
     (["evaluate-toy", "runs", "--out", "{tmp}/eval", "--bootstrap", "0"], "--bootstrap=0"),
     (["evaluate-toy", "runs", "--bootstrap", "lots"], "'lots'"),
+    # forcebench bench-kernels, time-chunks, audit-heads, train encoder; choices and bounds of options
+    (["bench-kernels", "--repeats", "0", "--out", "{tmp}/k"], "--repeats=0: allowed: >= 1"),
+    (["bench-kernels", "--dtype", "float8", "--out", "{tmp}/k"], "'float8'"),
+    (["bench-kernels", "--device", "tpu", "--out", "{tmp}/k"], "--device='tpu': allowed: cpu, cuda"),
+    (["bench-kernels", "--out", "afile"], "--out='afile'"),
+    (["time-chunks", "--out", "afile"], "--out='afile'"),
+    (["time-chunks", "--seconds", "5", "--warmup-seconds", "6", "--out", "{tmp}/t"], "--seconds=5.0"),
+    (["audit-heads", "--out", "afile"], "--out='afile'"),
+    (["audit-heads", "--out", "{tmp}/a", "--steps", "0"], "--steps=0"),
+    (["train", "encoder", "--out", "runs"], "--out='runs'"),
+    (["profile", "--classifier", "magic", "--out", "{tmp}/r.json"], "'magic'"),
+    (["profile", "--threads", "0", "--out", "{tmp}/r.json"], "--threads=0: allowed: >= 1"),
+    (["regress", "runs", "--show", "-1"], "--show=-1: allowed: >= 0"),
 ]
 
 
@@ -278,7 +299,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(in_work, tmp_path, caps
 def test_enough_bad_inputs_over_every_command():
     commands = {argv[0] for argv, _ in CASES}
     assert len(CASES) >= 60
-    assert {"run", "table", "leaderboard", "validate", "regress", "train", "profile", "evaluate-toy"} <= commands
+    assert set(bench.cli.COMMANDS) <= commands
     assert any("-m" in argv for argv, _ in CASES)
 
 

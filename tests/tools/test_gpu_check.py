@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from argparse import Namespace
 
 import pytest
 import torch
@@ -139,7 +138,7 @@ def test_without_a_gpu_it_exits_2_with_one_line_and_writes_nothing(tmp_path):
 
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert gpu_check.main(["--dry-run", "--budget-s", "0", "--out", str(tmp_path / "out")]) == 2
-    assert capsys.readouterr().err == "bench.tools.gpu_check: --budget-s=0: allowed: > 0\n"
+    assert capsys.readouterr().err == "bench.tools.gpu_check: --budget-s=0.0: allowed: > 0\n"
     (tmp_path / "file").write_text("")
     assert gpu_check.main(["--dry-run", "--out", str(tmp_path / "file")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
@@ -161,7 +160,7 @@ def test_a_spent_budget_skips_every_step_and_says_so(tmp_path, capsys):
 
 
 def test_a_duration_that_would_not_fit_is_skipped_before_it_starts(tmp_path):
-    check = gpu_check.new_check(Namespace(dry_run=True, out=str(tmp_path), budget_s=420.0))
+    check = gpu_check.new_check(gpu_check.GpuCheckOptions(out=str(tmp_path), dry_run=True))
     # at 1 s a chunk: 5 s (7 chunks + the warm-up) needs 1.25 x 8 = 10 s; 60 s (80 + 1) needs 101 s
     assert gpu_check.plan_seconds(check, "sink", 1.0, 50.0) == [5.0]
     assert check.result["skipped"] == ["sink at 60 s: about 101 s needed, 50 s of its share of the budget left"]
