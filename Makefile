@@ -19,8 +19,9 @@ bench: $(STAMP)
 	$(VENV)/bin/forcebench run -m sweep=default hydra/launcher=parallel
 	$(VENV)/bin/forcebench leaderboard runs/bench --out results
 
+# One pytest worker per core (pytest-xdist), each on one torch thread (tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist worksteal
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m ""

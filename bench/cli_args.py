@@ -137,6 +137,13 @@ def parse(prog: str, argv: Sequence[str] | None, *classes: type, description: st
     return built[0] if len(built) == 1 else built
 
 
+def error_line(prog: str, err: ConfigError) -> str:
+    """The one stderr line of a bad input to a command run on its own (``python -m ...``): the
+    parser's errors already start with the program's name, the checks' do not."""
+    text = str(err)
+    return text if text.startswith(f"{prog}: ") else f"{prog}: {text}"
+
+
 def parse_overrides(pairs: Sequence[str], cls: type, flag: str, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
     """``["key=value", ...]`` -> {field: value typed like the field's default} for the fields of
     the dataclass ``cls`` that have a number or string default (not those in ``exclude``)."""

@@ -33,6 +33,12 @@ from methods.sliding_window import SlidingWindowConfig  # noqa: E402
 from methods.two_tier import TwoTierConfig  # noqa: E402
 from methods.uniform import UniformConfig  # noqa: E402
 
+# Under pytest-xdist (`make test` runs two workers on two cores) each worker computes on one
+# thread: the tests are mostly small tensor ops, so two workers use the cores better than two
+# threads in one process.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 # A toy backbone small enough for unit tests: 16x16 frames, 16 tokens a frame, 2 layers x
 # 2 heads of head_dim 16, trained horizon 9 frames (3 chunks of 3).
 TINY = dict(frame_size=16, patch=4, dim=32, layers=2, heads=2, mlp_ratio=2, horizon_frames=9)

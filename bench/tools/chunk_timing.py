@@ -63,6 +63,7 @@ class TimingOptions(Options):
     def validate(self) -> None:
         require(self.seconds > self.warmup_seconds, "--seconds", self.seconds,
                 f"must exceed --warmup-seconds={self.warmup_seconds}")
+        self.method_names()  # unknown names and selectors fail here, before any rollout
         writable_dir(self.out, "--out")
 
     def method_names(self) -> list[str]:

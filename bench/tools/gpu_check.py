@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from bench.cli_args import Options, option, parse
+from bench.cli_args import Options, error_line, option, parse
 from bench.input_checks import writable_dir
 from bench.models import Backbone
 from bench.models.wan_config import WanConfig, kv_cache_bytes
@@ -294,8 +294,8 @@ def new_check(args: GpuCheckOptions) -> Check:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = parse(PROG, argv, GpuCheckOptions, description=__doc__.split("\n\n")[0])
-    except ConfigError as err:  # the parser's own errors already name the program
-        print(err if str(err).startswith(PROG) else f"{PROG}: {err}", file=sys.stderr)
+    except ConfigError as err:
+        print(error_line(PROG, err), file=sys.stderr)
         return 2
     c = new_check(args)
     c.out.mkdir(parents=True, exist_ok=True)

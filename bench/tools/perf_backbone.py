@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from bench.cli_args import Options, option, parse
+from bench.cli_args import Options, error_line, option, parse
 from bench.input_checks import writable_dir
 from bench.models import Backbone, build_backbone
 from bench.models.wan_config import WanConfig
@@ -303,5 +303,5 @@ if __name__ == "__main__":
     try:
         main()
     except ConfigError as err:
-        print(f"{PROG}: {err}", file=sys.stderr)
+        print(error_line(PROG, err), file=sys.stderr)
         sys.exit(2)

@@ -5,6 +5,7 @@ import json
 import pytest
 from conftest import forcebench
 
+from bench.cli import main
 from bench.tools.chunk_timing import ranking_agreement
 from bench.tools.chunk_timing_report import targets
 
@@ -47,7 +48,8 @@ def test_time_chunks_writes_both_passes_and_the_breakdown(tmp_path):
     (["--load", "-1"], "--load=-1: allowed: >= 0"),
     (["--methods", "nope"], "nope"),
 ])
-def test_bad_options_are_one_line_and_write_nothing(tmp_path, args, message):
-    proc = forcebench("time-chunks", *args, "--out", str(tmp_path / "perf"))
-    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+def test_bad_options_are_one_line_and_write_nothing(tmp_path, capsys, args, message):
+    assert main(["time-chunks", *args, "--out", str(tmp_path / "perf")]) == 2  # refused before any work
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "perf").exists()

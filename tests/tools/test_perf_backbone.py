@@ -3,6 +3,8 @@ rollout that stops at a deadline and keeps what it finished."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -17,6 +19,7 @@ from bench.tools.perf_backbone import (
     method_config,
     model_config,
 )
+from core.paths import REPO_DIR
 from methods import METHODS
 
 
@@ -49,3 +52,17 @@ def test_a_rollout_past_its_deadline_keeps_the_durations_it_reached():
     assert row["kv_bytes"] == 3 * 16 * 2 * 2 * 32 * 2 * 4  # 3 frames x 16 tokens x 2 layers x 2 heads x 32 x K, V x 4 B
     full = measure_method(model, cfg, [4.5, 0.75], steps=1)
     assert full["stopped"] is None and [r["chunks"] for r in full["rows"]] == [1, 6]
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--model", "wan_tiny", "--steps", "0"], "python -m bench.tools.perf_backbone: --steps=0: allowed: >= 1"),
+    (["--model", "wan_tiny", "--seconds", "0"], "python -m bench.tools.perf_backbone: --seconds=(0.0,): allowed: "
+                                                "durations > 0"),
+    (["--bogus"], "python -m bench.tools.perf_backbone: unrecognized arguments: --bogus; see "
+                  "python -m bench.tools.perf_backbone --help"),
+])
+def test_bad_input_run_on_its_own_is_one_line_exit_2(tmp_path, argv, line):
+    proc = subprocess.run([sys.executable, "-m", "bench.tools.perf_backbone", *argv, "--out", str(tmp_path / "o")],
+                          cwd=REPO_DIR, capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", line + "\n")
+    assert list(tmp_path.iterdir()) == []
