@@ -98,7 +98,7 @@ def add_fields(parser: argparse.ArgumentParser, *classes: type) -> None:
             kind, many = field_kind(hints[f.name])
             meta, default = f.metadata, f.default
             text = meta.get("help", "")
-            if default not in (MISSING, None, False, ()):
+            if not any(default is empty for empty in (MISSING, None, False)) and default != ():
                 text = f"{text} (default: {_default_text(default)})".strip()
             kw: dict[str, Any] = {"help": text or None}
             if kind is bool and not many:

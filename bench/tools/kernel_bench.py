@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -226,6 +227,7 @@ class KernelBenchOptions(Options):
             require(kind in ("cpu", "cuda"), "--device", self.device, "allowed: cpu, cuda, cuda:<index>")
             require(kind == "cpu" or torch.cuda.is_available(), "--device", self.device,
                     "CUDA is not available here; allowed: cpu")
+        writable_dir(self.out, "--out")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if backbone != "toy" and not gpu:
         raise ConfigError(f"--backbone={backbone!r} on a CPU: Wan shapes need a GPU; allowed: toy")
     dtype = DTYPES[args.dtype or ("bfloat16" if gpu else "float32")]
-    out = writable_dir(args.out, "--out")
+    out = Path(args.out)
     result = run_benchmark(["toy", "wan"] if backbone == "all" else [backbone], dtype, args.batch,
                            args.warmup, args.repeats, device)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,7 @@ class Example(Options):
     pick: str | None = option(None, "optional; None means not given")
     picks: tuple[str, ...] | None = option(None, "an optional list", choices=("p", "q"))
     dry: bool = option(False, "a flag")
+    zero: int = option(0, "a zero")
 
     def validate(self) -> None:
         require(self.ratio < self.count, "--ratio", self.ratio, f"allowed: < --count={self.count}")
@@ -89,7 +90,7 @@ def test_help_lists_every_option_with_its_default(capsys):
         parse("prog", ["--help"], Example, Extra)
     text = " ".join(capsys.readouterr().out.split())
     assert info.value.code == 0
-    for shown in ("a bounded integer (default: 3)", "a list (default: x y)", "a flag", "--steps STEPS",
+    for shown in ("a bounded integer (default: 3)", "a list (default: x y)", "a zero (default: 0)", "a flag", "--steps STEPS",
                   "optional; None means not given", "{a,b}"):
         assert shown in text, shown
     assert "None means not given (default" not in text  # None is not printed as a default
