@@ -2,7 +2,9 @@
 
 A command declares its options as a dataclass deriving from ``Options``; each field is an
 option (``--field-name``), typed and defaulted like the field, with what ``option()`` adds:
-a help text, allowed choices, a lower bound, a positional argument. Field types map to
+a help text, allowed choices, a lower bound, a positional argument, and for an output path
+(``output="dir"`` or ``"file"``) the check that it can be written (bench/input_checks.py;
+nothing is created). Field types map to
 argparse so:
 
     int / float / str       --name VALUE                     (type converted, argparse's error)
@@ -27,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, NoReturn, Union, get_args, get_origin, get_type_hints
 
+from bench.input_checks import writable_dir, writable_file
 from core.errors import ConfigError, require
 
 
@@ -38,13 +41,18 @@ class Parser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message}; see {self.prog} --help")
 
 
+OUTPUT_CHECKS = {"dir": writable_dir, "file": writable_file}
+
+
 def option(default: Any = MISSING, help: str = "", *, choices: Sequence[Any] | None = None,
            minimum: float | None = None, positional: bool = False, nargs: str | None = None,
-           metavar: str | None = None) -> Any:
+           metavar: str | None = None, output: str | None = None) -> Any:
     """A dataclass field that is also a command-line option (module docstring). ``minimum``
-    is an inclusive lower bound; ``nargs`` overrides "+" of a tuple field (e.g. "*")."""
+    is an inclusive lower bound; ``nargs`` overrides "+" of a tuple field (e.g. "*");
+    ``output`` ("dir" or "file") marks a path the command writes."""
+    require(output in (None, *OUTPUT_CHECKS), "output", output, f"allowed: {', '.join(OUTPUT_CHECKS)}")
     meta = {"help": help, "choices": tuple(choices) if choices is not None else None, "minimum": minimum,
-            "positional": positional, "nargs": nargs, "metavar": metavar}
+            "positional": positional, "nargs": nargs, "metavar": metavar, "output": output}
     return field(default=default, metadata=meta)
 
 
@@ -55,11 +63,13 @@ def flag_name(f: Field) -> str:
 
 @dataclass
 class Options:
-    """Base of a command's options: the field metadata's choices and bounds are checked on
-    construction, then ``validate`` (checks across fields), each failure one ConfigError."""
+    """Base of a command's options: the field metadata's choices, bounds and output paths are
+    checked on construction, then ``validate`` (checks across fields), each failure one ConfigError."""
 
     def __post_init__(self) -> None:
         for f in fields(self):
+            if not f.init:  # derived in validate
+                continue
             value, choices, minimum = getattr(self, f.name), f.metadata.get("choices"), f.metadata.get("minimum")
             values = value if isinstance(value, (tuple, list)) else (value,)
             for v in values if value is not None else ():
@@ -67,6 +77,8 @@ class Options:
                     require(v in choices, flag_name(f), v, f"allowed: {', '.join(map(str, choices))}")
                 if minimum is not None:
                     require(v >= minimum, flag_name(f), v, f"allowed: >= {minimum:g}")
+            if value is not None and f.metadata.get("output"):
+                OUTPUT_CHECKS[f.metadata["output"]](value, flag_name(f))
         self.validate()
 
     def validate(self) -> None:

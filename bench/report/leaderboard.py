@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 
 from bench.cli_args import option, parse
-from bench.input_checks import writable_dir, writable_file
 from bench.report.leaderboard_cells import Layout, interval_note
 from bench.report.leaderboard_html import render_html, screenshot
 from bench.report.leaderboard_md import terminal_summary, to_markdown
@@ -180,22 +179,20 @@ def leaderboard_validity(runs: Runs, primary: str | None, references: list[str],
 class LeaderboardOptions(ControlCheckOptions):
     """``forcebench leaderboard``'s options (the control check's, and what to show where)."""
 
-    out: str = option("results", "output directory")
+    out: str = option("results", "output directory", output="dir")
     primary: str | None = option(None, f"metric that ranks the rows (default: the first of "
                                        f"{', '.join(PRIMARY_METRICS)} the runs have)", metavar="KEY")
     baseline: str | None = option(None, "method for the paired comparison (default: sliding_window when present)")
     metrics: tuple[str, ...] | None = option(None, "metric keys (default: a standard set)", metavar="KEY")
     head_roles: str = option(str(REPO_DIR / "results" / "head_roles"),
                              "directory of head-role maps <model>.json / .png")
-    screenshot: str | None = option(None, "also save a PNG screenshot of the HTML", metavar="PATH")
+    screenshot: str | None = option(None, "also save a PNG screenshot of the HTML", metavar="PATH", output="file")
 
 
 def main(argv: list[str]) -> int:
     """``forcebench leaderboard``: write leaderboard.md, .csv, .html and leaderboard_plots/*.png."""
     args = parse("forcebench leaderboard", argv, LeaderboardOptions, description=__doc__.split("\n\n")[0])
-    out = writable_dir(args.out, "--out")
-    if args.screenshot:
-        writable_file(args.screenshot, "--screenshot")
+    out = Path(args.out)
     runs = load(Path(args.runs))
     primary = resolve_primary(runs, args.primary)
     metrics = select_metrics(runs, args.metrics, primary)

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from bench.cli_args import Options, option, parse
-from bench.input_checks import writable_dir
 from bench.report.runs import CONTROL_PREFIX, Runs, load, per_video
 from bench.report.stats import PERMUTATIONS, Paired, paired_comparison, paired_differences
 from core.errors import ConfigError, require
@@ -245,14 +244,12 @@ class ValidateOptions(ControlCheckOptions):
     metric: str | None = option(None, f"metric key to test on (default: the first of {', '.join(PRIMARY_METRICS)} "
                                       "the runs have)", metavar="KEY")
     seconds: float = option(60.0, "duration the videos are paired at")
-    out: str | None = option(None, "also write validity.md and validity.json here")
+    out: str | None = option(None, "also write validity.md and validity.json here", output="dir")
 
 
 def main(argv: list[str]) -> int:
     """``forcebench validate``: 0 when every control is beaten, 1 when one is not, 2 on bad input."""
     args = parse("forcebench validate", argv, ValidateOptions, description=__doc__.split("\n\n")[0])
-    if args.out:
-        writable_dir(args.out, "--out")
     runs = load(Path(args.runs))
     metric = args.metric or default_primary(runs.metric_keys()) or DEFAULT_METRIC
     check_inputs(runs, metric, args.seconds, args.alpha)  # before the references: the more basic errors first

@@ -30,7 +30,6 @@ from torch.profiler import ProfilerActivity, profile
 
 from bench.cli_args import Options, option, parse
 from bench.config import select_methods
-from bench.input_checks import writable_dir
 from bench.models import build_backbone
 from bench.preflight import compose_run_config
 from bench.rollout import ChunkRecord, rollout_chunks
@@ -58,13 +57,12 @@ class TimingOptions(Options):
     profile_seconds: float = option(15.0, "rollout length of the profiled breakdown pass (0: no breakdown)",
                                     minimum=0)
     seed: int = option(0, "noise seed")
-    out: str = option("results/perf", "folder of chunk_timing_<device>.json and .md")
+    out: str = option("results/perf", "folder of chunk_timing_<device>.json and .md", output="dir")
 
     def validate(self) -> None:
         require(self.seconds > self.warmup_seconds, "--seconds", self.seconds,
                 f"must exceed --warmup-seconds={self.warmup_seconds}")
         self.method_names()  # unknown names and selectors fail here, before any rollout
-        writable_dir(self.out, "--out")
 
     def method_names(self) -> list[str]:
         """Method names and sweep selectors (bench/config.py select_methods), joined by ``+`` or ``,``."""

@@ -33,7 +33,6 @@ import pandas as pd
 
 from bench.cli_args import Options, option, parse
 from bench.config import RunConfig
-from bench.input_checks import writable_dir
 from bench.models.toy import SHIPPED_WEIGHTS
 from bench.preflight import check_command_line
 from bench.prompt_sets import load_prompt_set
@@ -155,13 +154,12 @@ class EvaluateToyOptions(Options):
     runs: str = option("runs/toy_acceptance", "folder of the acceptance sweeps", positional=True)
     run: bool = option(False, "first run the three sweeps (finished runs are skipped)")
     weights: str = option(SHIPPED_WEIGHTS, "toy DiT checkpoint the sweeps use")
-    out: str = option("results", "folder of toy_backbone.json and .md")
+    out: str = option("results", "folder of toy_backbone.json and .md", output="dir")
     bootstrap: int = option(2000, "bootstrap resamples B", minimum=1)
 
 
 def main(argv: list[str]) -> int:
     args = parse("forcebench evaluate-toy", argv, EvaluateToyOptions, description=__doc__.splitlines()[0])
-    writable_dir(args.out, "--out")
     root = Path(args.runs)
     if args.run:
         run_sweeps(root, args.weights)

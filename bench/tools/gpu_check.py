@@ -36,7 +36,6 @@ from pathlib import Path
 import torch
 
 from bench.cli_args import Options, error_line, option, parse
-from bench.input_checks import writable_dir
 from bench.models import Backbone
 from bench.models.wan_config import WanConfig, kv_cache_bytes
 from bench.models.wan_io import VIDEO_FRAMES_PER_LATENT
@@ -239,13 +238,12 @@ def run_rollouts(c: Check) -> None:
 class GpuCheckOptions(Options):
     """The GPU check's options."""
 
-    out: str = option("results/perf", "folder of the .json and .md")
+    out: str = option("results/perf", "folder of the .json and .md", output="dir")
     dry_run: bool = option(False, "the same path on the CPU at tiny shapes")
     budget_s: float = option(420.0, "stop starting work after this (seconds)")
 
     def validate(self) -> None:
         require(self.budget_s > 0, "--budget-s", self.budget_s, "allowed: > 0")
-        writable_dir(self.out, "--out")
         if not self.dry_run and not torch.cuda.is_available():
             raise ConfigError(f"no CUDA GPU found (torch {torch.__version__}, CUDA build {torch.version.cuda}); run it "
                               f"on a machine with an NVIDIA GPU, or use --dry-run to check the path on the CPU")

@@ -45,7 +45,6 @@ import torch
 
 from bench.cli_args import Options, option, parse
 from bench.config import WORLD_FRAME_SHAPE
-from bench.input_checks import writable_dir
 from bench.models.base import Backbone
 from bench.prompt_sets import load_prompt_set
 from bench.report.stats import paired_comparison
@@ -458,10 +457,7 @@ class AuditOptions(Options):
     """``forcebench audit-heads``' options beside the audit's, the profiler's and the classifiers' configs."""
 
     weights: str = option("bench/models/weights/toy_dit.safetensors", "toy DiT checkpoint")
-    out: str = option("results/head_audit", "directory of report.md / report.json / figures")
-
-    def validate(self) -> None:
-        writable_dir(self.out, "--out")
+    out: str = option("results/head_audit", "directory of report.md / report.json / figures", output="dir")
 
 
 def main(argv: list[str]) -> int:

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 
 from bench.cli_args import Options, option, parse
-from bench.input_checks import writable_dir
 from bench.models.base import ModelConfig
 from bench.models.toy import ToyConfig
 from bench.models.wan_config import WanConfig
@@ -219,7 +218,7 @@ class KernelBenchOptions(Options):
     warmup: int = option(5, "untimed calls before the timed ones", minimum=0)
     repeats: int = option(30, "timed calls (the median is reported)", minimum=1)
     device: str | None = option(None, "default: cuda when available, else cpu")
-    out: str = option("results/perf", "folder of kernels_<device>.json and .md")
+    out: str = option("results/perf", "folder of kernels_<device>.json and .md", output="dir")
 
     def validate(self) -> None:
         if self.device is not None:
@@ -227,7 +226,6 @@ class KernelBenchOptions(Options):
             require(kind in ("cpu", "cuda"), "--device", self.device, "allowed: cpu, cuda, cuda:<index>")
             require(kind == "cpu" or torch.cuda.is_available(), "--device", self.device,
                     "CUDA is not available here; allowed: cpu")
-        writable_dir(self.out, "--out")
 
 
 def main(argv: list[str] | None = None) -> int:

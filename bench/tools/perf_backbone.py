@@ -36,7 +36,6 @@ from pathlib import Path
 import torch
 
 from bench.cli_args import Options, error_line, option, parse
-from bench.input_checks import writable_dir
 from bench.models import Backbone, build_backbone
 from bench.models.wan_config import WanConfig
 from bench.rollout import ChunkRecord, generate
@@ -198,7 +197,7 @@ class PerfOptions(Options):
                                         "(default: synthetic, toy role shares)")
     steps: int = option(4, "denoising forwards a chunk", minimum=1)
     dtype: str = option("bfloat16", "weights and activations", choices=("bfloat16", "float16", "float32"))
-    out: str = option("results/perf", "folder of backbone_<device>.json and .md")
+    out: str = option("results/perf", "folder of backbone_<device>.json and .md", output="dir")
 
     def validate(self) -> None:
         require(all(s > 0 for s in self.seconds), "--seconds", self.seconds, "allowed: durations > 0")
@@ -209,7 +208,6 @@ class PerfOptions(Options):
                 METHODS.get(name)  # unknown names fail before any rollout
             except RegistryError as err:
                 raise ConfigError(f"--methods: {err}") from None
-        writable_dir(self.out, "--out")
         model_config(self.model, self.checkpoint, self.vae).check()
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,6 @@ from tqdm import tqdm
 
 from bench.checkpoint_check import check_checkpoint, read_header
 from bench.cli_args import Options, option, parse, parse_overrides
-from bench.input_checks import writable_file
 from bench.models.attention import teacher_forcing_mask
 from bench.models.toy import ToyConfig, ToyDiT
 from bench.records import save_weights
@@ -227,26 +226,26 @@ def train_backbone(model_cfg: ToyConfig, cfg: TrainConfig, out: Path, resume: bo
 
 @dataclass
 class TrainBackboneOptions(Options):
-    """``forcebench train backbone``'s options beside TrainConfig's."""
+    """``forcebench train backbone``'s options beside TrainConfig's; ``model_config`` is the
+    toy config with the ``--model`` overrides, built when the options are."""
 
-    out: str = option("runs/train/toy_dit.safetensors", "weights file (.safetensors; its training state beside it)")
+    out: str = option("runs/train/toy_dit.safetensors", "weights file (.safetensors; its training state beside it)",
+                      output="file")
     fresh: bool = option(False, "ignore an existing training state")
     overwrite_shipped: bool = option(False, "allow --out inside the shipped weights folder bench/models/weights/")
     model: tuple[str, ...] = option((), "model overrides key=value (sizes)", nargs="*", metavar="KEY=VALUE")
+    model_config: ToyConfig = field(init=False)
 
     def validate(self) -> None:
-        out = writable_file(self.out, "--out")
+        out = Path(self.out)
         require(out.suffix == ".safetensors", "--out", self.out, "allowed: a path ending in .safetensors")
         require(SHIPPED_DIR not in out.resolve().parents or self.overwrite_shipped, "--out", self.out,
                 "is in the shipped weights folder; allowed: another path, or --overwrite-shipped")
-        parse_overrides(self.model, ToyConfig, "--model", exclude=("name",))
-
-    def model_config(self) -> ToyConfig:
-        return ToyConfig(**parse_overrides(self.model, ToyConfig, "--model", exclude=("name",)))
+        self.model_config = ToyConfig(**parse_overrides(self.model, ToyConfig, "--model", exclude=("name",)))
 
 
 def main(argv: list[str]) -> int:
     options, cfg = parse("forcebench train backbone", argv, TrainBackboneOptions, TrainConfig)
-    log = train_backbone(options.model_config(), cfg, Path(options.out), resume=not options.fresh)
+    log = train_backbone(options.model_config, cfg, Path(options.out), resume=not options.fresh)
     print(json.dumps(log, indent=2))
     return 0

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from bench.cli_args import Options, option, parse
-from bench.input_checks import writable_file
 from bench.prompt_sets import load_prompt_set
 from bench.records import save_weights
 from core.files import write_json
@@ -119,11 +118,9 @@ def train_encoder(cfg: EncoderTrainConfig, out: Path, eval_prompts: list[str], e
 class TrainEncoderOptions(Options):
     """``forcebench train encoder``'s options beside EncoderTrainConfig's."""
 
-    out: str = option("bench/models/weights/toy_clip.safetensors", "weights file (its .train.json beside it)")
+    out: str = option("bench/models/weights/toy_clip.safetensors", "weights file (its .train.json beside it)",
+                      output="file")
     prompts: str = option("toy", "prompt set whose prompts are retrieved")
-
-    def validate(self) -> None:
-        writable_file(self.out, "--out")
 
 
 def main(argv: list[str]) -> int:

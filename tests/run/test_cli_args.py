@@ -29,6 +29,7 @@ class Example(Options):
     picks: tuple[str, ...] | None = option(None, "an optional list", choices=("p", "q"))
     dry: bool = option(False, "a flag")
     zero: int = option(0, "a zero")
+    out: str | None = option(None, "an output folder, checked writable", output="dir")
 
     def validate(self) -> None:
         require(self.ratio < self.count, "--ratio", self.ratio, f"allowed: < --count={self.count}")
@@ -83,6 +84,19 @@ def test_bad_values_are_one_line_config_errors(argv, message):
 def test_the_same_checks_run_when_built_in_code(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         Example(**kwargs)
+
+
+def test_an_output_path_is_checked_writable_from_either_side_and_nothing_is_created(tmp_path):
+    (tmp_path / "afile").write_text("")
+    for bad in (tmp_path / "afile", tmp_path / "afile" / "below"):
+        with pytest.raises(ConfigError, match=f"--out='{bad}'"):
+            parse("prog", ["--out", str(bad)], Example)
+        with pytest.raises(ConfigError, match=f"--out='{bad}'"):
+            Example(out=str(bad))
+    assert parse("prog", ["--out", str(tmp_path / "new")], Example).out == str(tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+    with pytest.raises(ConfigError, match="output='folder': allowed: dir, file"):
+        option(None, output="folder")
 
 
 def test_help_lists_every_option_with_its_default(capsys):
